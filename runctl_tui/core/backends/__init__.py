@@ -1,0 +1,1 @@
+"""Backends: one module per provider (local, RunPod, AWS), all answering the protocol in base.py."""

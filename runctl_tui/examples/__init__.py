@@ -1,0 +1,1 @@
+"""Bundled, dependency-free example scripts (the demo trains with train_demo.py)."""

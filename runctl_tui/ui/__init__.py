@@ -1,0 +1,1 @@
+"""The Textual dashboard. Talks to runctl_tui.core only through async calls in workers."""
