@@ -18,7 +18,9 @@ def register(subparsers: Any) -> None:
     """Add `init` and `config` to the `runctl` parser."""
     init = subparsers.add_parser("init", help="write a commented .runctl.toml here")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
-    init.add_argument("--path", default=".runctl.toml", help="where to write (default: %(default)s)")
+    init.add_argument(
+        "--path", default=".runctl.toml", help="where to write (default: %(default)s)"
+    )
     init.set_defaults(handler=cmd_init)
 
     config = subparsers.add_parser("config", help="show or validate the effective configuration")
@@ -61,5 +63,8 @@ def cmd_validate(args: argparse.Namespace, context: Context) -> int:
     """Load the configuration; errors surface as exit 3 from the CLI's error handling."""
     config = context.config
     origin = str(config.source) if config.source else "built-in defaults (no config file found)"
-    print(f"OK: {origin}" + (f" (+{len(config.overrides)} from the environment)" if config.overrides else ""))
+    print(
+        f"OK: {origin}"
+        + (f" (+{len(config.overrides)} from the environment)" if config.overrides else "")
+    )
     return EXIT_OK

@@ -111,10 +111,23 @@ class AwsConfig:
     )
     auto_resume: bool = _key(False, "Replace an interrupted spot instance and resume from S3.")
     output_s3: str = _key("", "Default s3://bucket/prefix for checkpoints and outputs.")
-    prices_file: str = _key("", "JSON file of on-demand $/h by instance type, over the shipped one.")
+    prices_file: str = _key(
+        "", "JSON file of on-demand $/h by instance type, over the shipped one."
+    )
     remote_dir: str = _key("~/project", "Where `train` syncs the project on an instance.")
     ssh_host_overrides: dict[str, str] = _key(
         {}, "Map an instance id or IP to host[:port] for SSH (tunnels, bastions, tests)."
+    )
+    agent_python: str = _key(
+        "python3", "Python (with boto3) on instances that runs the S3 and spot-watcher agents."
+    )
+    forward_credentials: bool = _key(
+        False,
+        "Copy your AWS credentials to the instance (0600 file) for the S3 agents; only for "
+        "instances without an IAM instance profile.",
+    )
+    wait_timeout_seconds: float = _key(
+        900.0, "How long `create --wait` waits for `running` and for SSH to answer."
     )
 
 
@@ -175,7 +188,9 @@ class Config:
 
 
 SECTIONS: dict[str, type[Any]] = {
-    name: tp for name, tp in get_type_hints(Config).items() if dataclasses.is_dataclass(tp)
+    name: tp
+    for name, tp in get_type_hints(Config).items()
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp)
 }
 
 
@@ -274,9 +289,7 @@ def _apply_table(
             line, col = _locate(text, section_name, key) if text else (None, None)
             if key not in hints:
                 hint = _suggest(key, list(hints))
-                raise ConfigError(
-                    f"unknown key '{section_name}.{key}'.{hint}", origin, line, col
-                )
+                raise ConfigError(f"unknown key '{section_name}.{key}'.{hint}", origin, line, col)
             _set_key(section, section_name, key, value, hints[key], origin, line, col)
 
 
@@ -365,7 +378,9 @@ def _apply_env(config: Config, environ: Mapping[str, str]) -> None:
                 f"'{section_name}.{key}' is {_type_name(tp)} and can only be set in a file",
                 f"env:{name}",
             )
-        _set_key(section, section_name, key, _parse_env_value(raw, tp), tp, f"env:{name}", None, None)
+        _set_key(
+            section, section_name, key, _parse_env_value(raw, tp), tp, f"env:{name}", None, None
+        )
         config.overrides[f"{section_name}.{key}"] = name
 
 
@@ -394,7 +409,8 @@ def find_config_file(
 def parse_toml(text: str, origin: Path | str) -> dict[str, Any]:
     """Parse TOML text; a syntax error becomes a ConfigError with line and column."""
     try:
-        return tomllib.loads(text)
+        data: dict[str, Any] = tomllib.loads(text)
+        return data
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         line = getattr(exc, "lineno", None)
@@ -459,7 +475,7 @@ def _permission_warnings(config: Config, path: Path) -> list[str]:
 
 def iter_keys(config: Config) -> list[tuple[str, str, Any, Mapping[str, Any]]]:
     """Every (section, key, value, metadata) of `config`, in schema order."""
-    rows = []
+    rows: list[tuple[str, str, Any, Mapping[str, Any]]] = []
     for section_name in SECTIONS:
         section = getattr(config, section_name)
         for f in dataclasses.fields(section):
@@ -516,5 +532,7 @@ def example_toml() -> str:
             if choices:
                 doc += " One of: " + ", ".join(choices) + "."
             out.append(f"# {doc}")
-            out.append(f"# {f.name} = {_toml_value(getattr(getattr(config, section_name), f.name))}")
+            out.append(
+                f"# {f.name} = {_toml_value(getattr(getattr(config, section_name), f.name))}"
+            )
     return "\n".join(out) + "\n"

@@ -64,13 +64,14 @@ def configure_logging(verbose: int = 0, log_path: Path | None = None) -> Path:
     level = logging.DEBUG if verbose else getattr(logging, level_name, logging.INFO)
     logger.setLevel(level)
     logger.propagate = False
-    for handler in list(logger.handlers):
-        if isinstance(handler, logging.handlers.RotatingFileHandler):
-            logger.removeHandler(handler)
-            handler.close()
+    for old in list(logger.handlers):
+        if isinstance(old, logging.handlers.RotatingFileHandler):
+            logger.removeHandler(old)
+            old.close()
+    handler: logging.Handler
     try:
         paths.ensure_dir(path.parent)
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(
+        handler = logging.handlers.RotatingFileHandler(
             path, maxBytes=_MAX_BYTES, backupCount=_BACKUPS, encoding="utf-8"
         )
     except OSError:

@@ -21,7 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"runctl-tui {__version__}")
     parser.add_argument("--config", metavar="PATH", help="config file (else RUNCTL_CONFIG, ...)")
     parser.add_argument(
-        "--demo", action="store_true", help="start the bundled example training locally and watch it"
+        "--demo",
+        action="store_true",
+        help="start the bundled example training locally and watch it",
     )
     parser.add_argument(
         "--readonly", action="store_true", help="disable every action that changes anything"

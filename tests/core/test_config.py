@@ -65,7 +65,9 @@ def test_unknown_key_suggests_the_closest(tmp_path: Path) -> None:
 
 def test_unknown_section_suggests(tmp_path: Path) -> None:
     path = write(tmp_path / "c.toml", "[checkpoint]\nkeep_last = 2\n")
-    with pytest.raises(ConfigError, match=r"unknown section \[checkpoint\]. Did you mean 'checkpoints'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown section \[checkpoint\]. Did you mean 'checkpoints'"
+    ):
         cfg.load_config(path)
 
 
@@ -113,7 +115,9 @@ def test_env_override_with_bad_value_names_the_variable(monkeypatch: pytest.Monk
     monkeypatch.setenv("RUNCTL_RUNPOD_GPU_COUNT", "two")
     with pytest.raises(ConfigError) as info:
         cfg.load_config()
-    assert str(info.value).startswith("env:RUNCTL_RUNPOD_GPU_COUNT: 'runpod.gpu_count' must be integer")
+    assert str(info.value).startswith(
+        "env:RUNCTL_RUNPOD_GPU_COUNT: 'runpod.gpu_count' must be integer"
+    )
 
 
 def test_env_unknown_key_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -142,11 +146,13 @@ def test_secret_in_world_readable_file_warns(tmp_path: Path) -> None:
 
 def test_example_round_trips_and_documents_every_key(tmp_path: Path) -> None:
     text = cfg.example_toml()
-    for section, key, _value, _meta in cfg.iter_keys(cfg.Config()):
+    for _section, key, _value, _meta in cfg.iter_keys(cfg.Config()):
         assert f"# {key} = " in text, key
     # Uncommenting every key gives a valid file equal to the defaults.
     uncommented = "\n".join(
-        line[2:] if line.startswith("# ") and " = " in line and not line.startswith("# Any") else line
+        line[2:]
+        if line.startswith("# ") and " = " in line and not line.startswith("# Any")
+        else line
         for line in text.splitlines()
     )
     path = write(tmp_path / "all.toml", uncommented)

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 
-def runctl(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def runctl(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "runctl_tui", *args],
         cwd=cwd,
