@@ -1,0 +1,517 @@
+"""The fleet: every configured backend, their machines, and the newest run on each.
+
+Plain Python (no UI). The dashboard calls `Fleet.poll(provider)` from one worker per backend,
+so a slow or failing provider never holds up the others; a backend that cannot even be built
+(missing SDK, bad config) becomes a per-provider error instead of an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import importlib
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from runctl_tui.core.backends.base import Backend
+from runctl_tui.core.config import Config
+from runctl_tui.core.logging_setup import get_logger
+from runctl_tui.core.models import Machine, Provider, Run, RunStatus
+from runctl_tui.core.runs import RunRegistry
+from runctl_tui.core.secrets import scrub
+
+_log = get_logger("fleet")
+
+#: Where each backend class lives; imported only when the provider is configured.
+BACKEND_CLASSES: dict[Provider, tuple[str, str]] = {
+    Provider.LOCAL: ("runctl_tui.core.backends.local", "LocalBackend"),
+    Provider.RUNPOD: ("runctl_tui.core.backends.runpod", "RunPodBackend"),
+    Provider.AWS: ("runctl_tui.core.backends.aws", "AwsBackend"),
+}
+
+_AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION")
+
+
+def runpod_configured(config: Config) -> bool:
+    """Whether a RunPod API key is configured (file or `RUNPOD_API_KEY`)."""
+    return bool(config.runpod.api_key)
+
+
+def aws_configured(config: Config, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether AWS is configured in `[aws]` or through boto3's endpoint/profile/region variables."""
+    env = os.environ if environ is None else environ
+    aws = config.aws
+    return bool(aws.region or aws.profile or aws.endpoint_url) or any(env.get(n) for n in _AWS_ENV)
+
+
+def configured_providers(config: Config, environ: Mapping[str, str] | None = None) -> list[Provider]:
+    """The providers the dashboard should show: local always, clouds when configured."""
+    providers = [Provider.LOCAL]
+    if runpod_configured(config):
+        providers.append(Provider.RUNPOD)
+    if aws_configured(config, environ):
+        providers.append(Provider.AWS)
+    return providers
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return scrub(text)
+
+
+def build_backends(
+    config: Config, environ: Mapping[str, str] | None = None
+) -> tuple[dict[Provider, Backend], dict[Provider, str]]:
+    """Build one backend per configured provider, each imported lazily.
+
+    Args:
+        config: The effective configuration.
+        environ: Environment to detect AWS settings in (default `os.environ`).
+
+    Returns:
+        The backends that could be built, and an error sentence for each that could not.
+    """
+    backends: dict[Provider, Backend] = {}
+    errors: dict[Provider, str] = {}
+    for provider in configured_providers(config, environ):
+        module_name, class_name = BACKEND_CLASSES[provider]
+        try:
+            module = importlib.import_module(module_name)
+            backend = getattr(module, class_name)(config)
+        except Exception as exc:
+            _log.warning("backend %s unavailable: %s", provider.value, _error_text(exc))
+            errors[provider] = f"{provider.value} backend unavailable: {_error_text(exc)}"
+            continue
+        backends[provider] = backend
+    return backends, errors
+
+
+@dataclass(frozen=True)
+class ProviderSnapshot:
+    """What one backend last said, and how fresh that is."""
+
+    provider: Provider
+    machines: tuple[Machine, ...] = ()
+    """The machines from the last successful poll (kept while later polls fail)."""
+    error: str | None = None
+    """The last poll's error sentence; None when the last poll succeeded."""
+    fetched_at: float | None = None
+    """Epoch seconds of the last successful poll; None before the first."""
+    attempted_at: float | None = None
+    """Epoch seconds of the last poll, successful or not."""
+    failures: int = 0
+    """Consecutive failed polls, for backoff."""
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """How far a run has got, from its metrics."""
+
+    step: int | None = None
+    total: int | None = None
+    steps_per_second: float | None = None
+    eta_seconds: float | None = None
+    loss: float | None = None
+    last_step_at: float | None = None
+    """Epoch seconds when the step last advanced (for stall detection)."""
+    best_loss: float | None = None
+    """Lowest finite loss seen so far (for divergence detection)."""
+
+
+@dataclass(frozen=True)
+class FleetRow:
+    """One machine with the newest run on it."""
+
+    machine: Machine
+    run: Run | None = None
+    progress: RunProgress | None = None
+
+    @property
+    def key(self) -> str:
+        """The machine's key across providers (`runpod:abc`)."""
+        return self.machine.key
+
+
+@dataclass(frozen=True)
+class FleetTotals:
+    """Cost figures across providers."""
+
+    burn_per_hour: float = 0.0
+    """$/h of every machine that is billing now."""
+    burn_is_estimate: bool = False
+    """True when any price in the sum comes from a shipped table."""
+    spend_today: float = 0.0
+    """$ accrued since local midnight by the machines listed now."""
+    unpriced: int = 0
+    """Billing cloud machines whose price is unknown (left out of the sums)."""
+
+
+def join_runs(machines: Iterable[Machine], runs: Sequence[Run]) -> list[FleetRow]:
+    """Pair each machine with its newest run.
+
+    Args:
+        machines: Machines from every backend.
+        runs: Runs from the registry, newest first.
+
+    Returns:
+        One row per machine, in the order given.
+    """
+    newest: dict[tuple[Provider, str], Run] = {}
+    for run in runs:
+        newest.setdefault((run.backend, run.machine), run)
+    return [FleetRow(m, newest.get((m.provider, m.id))) for m in machines]
+
+
+def _midnight(now: float) -> float:
+    local = _dt.datetime.fromtimestamp(now)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def spend_today(machine: Machine, now: float) -> float | None:
+    """$ this machine accrued since local midnight, from its price and uptime.
+
+    Returns:
+        The amount, 0 when not billing, None when the price or start time is unknown.
+    """
+    if not machine.state.is_billing:
+        return 0.0
+    if machine.price_per_hour is None or machine.started_at is None:
+        return None
+    start = max(machine.started_at, _midnight(now))
+    return max(0.0, now - start) * machine.price_per_hour / 3600.0
+
+
+def compute_totals(machines: Iterable[Machine], now: float) -> FleetTotals:
+    """Burn rate and spend today across the machines listed now.
+
+    Args:
+        machines: Every machine shown.
+        now: Epoch seconds.
+
+    Returns:
+        The totals; machines with an unknown price are counted in `unpriced`, not guessed.
+    """
+    burn = 0.0
+    today = 0.0
+    estimate = False
+    unpriced = 0
+    for machine in machines:
+        if not machine.state.is_billing:
+            continue
+        if machine.price_per_hour is None:
+            if machine.provider is not Provider.LOCAL:
+                unpriced += 1
+            continue
+        burn += machine.price_per_hour
+        estimate = estimate or machine.price_is_estimate
+        today += spend_today(machine, now) or 0.0
+    return FleetTotals(burn, estimate, today, unpriced)
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number
+
+
+_LOSS_NAMES = ("loss", "train_loss", "train/loss", "training_loss", "loss_step")
+
+
+def _series_of(tracker: Any) -> Mapping[str, Sequence[tuple[float | None, float]]]:
+    series = getattr(tracker, "series", None)
+    return series if isinstance(series, Mapping) else {}
+
+
+@dataclass
+class _ProgressState:
+    tracker: Any
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    last_step: int | None = None
+    last_step_at: float | None = None
+    best_loss: float | None = None
+
+
+class ProgressReader:
+    """Progress of runs, read incrementally from their logs by the metrics package.
+
+    Args:
+        clock: Epoch-seconds clock (injectable for deterministic pictures).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._states: dict[str, _ProgressState] = {}
+        self.unavailable: str | None = None
+        """Why progress cannot be read (metrics package missing), else None."""
+
+    def _tracker_for(self, run: Run) -> _ProgressState | None:
+        state = self._states.get(run.id)
+        if state is not None:
+            return state
+        try:
+            metrics = importlib.import_module("runctl_tui.core.metrics")
+            tracker = metrics.MetricsTracker(Path(run.log_path))
+        except Exception as exc:
+            self.unavailable = f"run progress unavailable: {_error_text(exc)}"
+            return None
+        state = _ProgressState(tracker)
+        self._states[run.id] = state
+        return state
+
+    def read(self, run: Run) -> RunProgress | None:
+        """Poll the run's metrics (blocking file I/O: call from a thread) and summarise.
+
+        Args:
+            run: The run; its `log_path` is read.
+
+        Returns:
+            The progress, or None when nothing is known yet.
+        """
+        state = self._tracker_for(run)
+        if state is None:
+            return None
+        now = self._clock()
+        try:
+            state.tracker.poll()
+        except Exception as exc:
+            _log.info("metrics of %s unreadable: %s", run.id, _error_text(exc))
+        series = _series_of(state.tracker)
+        step = _latest_step(series)
+        total = _total_steps(state.tracker, run)
+        loss: float | None = None
+        for name in _LOSS_NAMES:
+            points = series.get(name)
+            if points:
+                loss = _finite(points[-1][1])
+                for _, value in points[-50:]:
+                    number = _finite(value)
+                    if number is not None and math.isfinite(number):
+                        if state.best_loss is None or number < state.best_loss:
+                            state.best_loss = number
+                break
+        if step is not None and step != state.last_step:
+            state.last_step = step
+            state.last_step_at = now
+            state.samples.append((now, step))
+            del state.samples[:-20]
+        rate = _rate(state.samples)
+        eta = None
+        if rate and total is not None and step is not None and total > step:
+            eta = (total - step) / rate
+        if step is None and loss is None:
+            return None
+        return RunProgress(step, total, rate, eta, loss, state.last_step_at, state.best_loss)
+
+    def forget(self, keep: Iterable[str]) -> None:
+        """Drop trackers of runs not in `keep` (bounded memory over days)."""
+        wanted = set(keep)
+        for run_id in list(self._states):
+            if run_id not in wanted:
+                del self._states[run_id]
+
+
+def _latest_step(series: Mapping[str, Sequence[tuple[float | None, float]]]) -> int | None:
+    best: int | None = None
+    for points in series.values():
+        if points and points[-1][0] is not None:
+            value = _finite(points[-1][0])
+            if value is not None and math.isfinite(value):
+                step = int(value)
+                best = step if best is None else max(best, step)
+    return best
+
+
+def _total_steps(tracker: Any, run: Run) -> int | None:
+    for name in ("total_steps", "total", "max_steps"):
+        value = getattr(tracker, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    args = list(run.args)
+    for flag in ("--steps", "--max-steps", "--max_steps", "--total-steps"):
+        for index, arg in enumerate(args):
+            text = None
+            if arg == flag and index + 1 < len(args):
+                text = args[index + 1]
+            elif arg.startswith(flag + "="):
+                text = arg.split("=", 1)[1]
+            if text is not None and text.isdigit():
+                return int(text)
+    return None
+
+
+def _rate(samples: Sequence[tuple[float, int]]) -> float | None:
+    if len(samples) < 2:
+        return None
+    (t0, s0), (t1, s1) = samples[0], samples[-1]
+    if t1 <= t0 or s1 <= s0:
+        return None
+    return (s1 - s0) / (t1 - t0)
+
+
+class Fleet:
+    """The backends, the run registry and the last answer of each, for the dashboard.
+
+    Args:
+        config: The effective configuration.
+        backends: Backends to use instead of building them from `config` (for fixed states).
+        registry: The run registry (default: the user's).
+        clock: Epoch-seconds clock.
+        environ: Environment used to detect AWS settings.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        backends: Mapping[Provider, Backend] | None = None,
+        registry: RunRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        if backends is None:
+            built, errors = build_backends(config, environ)
+        else:
+            built, errors = dict(backends), {}
+        self.backends: dict[Provider, Backend] = built
+        self.snapshots: dict[Provider, ProviderSnapshot] = {
+            provider: ProviderSnapshot(provider, error=errors.get(provider))
+            for provider in [*built, *errors]
+        }
+        self.registry = registry if registry is not None else RunRegistry()
+        self.runs: list[Run] = []
+        self.runs_error: str | None = None
+        self.progress = ProgressReader(clock)
+        self._progress: dict[str, RunProgress] = {}
+
+    @property
+    def providers(self) -> list[Provider]:
+        """Every provider shown, including those whose backend failed to build."""
+        return list(self.snapshots)
+
+    async def poll(self, provider: Provider) -> ProviderSnapshot:
+        """Ask one backend for its machines; never raises.
+
+        Args:
+            provider: Which backend.
+
+        Returns:
+            The new snapshot (also stored in `snapshots`): on failure, the previous machines
+            with the error and a higher failure count.
+        """
+        previous = self.snapshots.get(provider, ProviderSnapshot(provider))
+        backend = self.backends.get(provider)
+        now = self.clock()
+        if backend is None:
+            snapshot = replace(previous, attempted_at=now, failures=previous.failures + 1)
+        else:
+            try:
+                machines = await backend.list_machines()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.warning("polling %s failed: %s", provider.value, _error_text(exc))
+                snapshot = replace(
+                    previous,
+                    error=_error_text(exc),
+                    attempted_at=now,
+                    failures=previous.failures + 1,
+                )
+            else:
+                snapshot = ProviderSnapshot(provider, tuple(machines), None, now, now, 0)
+        self.snapshots[provider] = snapshot
+        return snapshot
+
+    def _reconcile(self) -> None:
+        try:
+            local_runs = importlib.import_module("runctl_tui.core.local_runs")
+        except ImportError:
+            return
+        reconcile = getattr(local_runs, "reconcile", None)
+        if reconcile is not None:
+            reconcile(self.registry)
+
+    def _refresh_runs_sync(self) -> bool:
+        self._reconcile()
+        runs = self.registry.list()
+        shown = {(m.provider, m.id) for s in self.snapshots.values() for m in s.machines}
+        newest: dict[tuple[Provider, str], Run] = {}
+        for run in runs:
+            newest.setdefault((run.backend, run.machine), run)
+        progress: dict[str, RunProgress] = {}
+        for machine_key, run in newest.items():
+            if machine_key not in shown or run.backend is not Provider.LOCAL:
+                continue
+            found = self.progress.read(run)
+            if found is not None:
+                progress[run.id] = found
+        self.progress.forget(progress)
+        changed = runs != self.runs or progress != self._progress
+        self.runs = runs
+        self._progress = progress
+        return changed
+
+    async def refresh_runs(self) -> bool:
+        """Re-read the run registry (reconciling local runs) and the progress of shown runs.
+
+        Returns:
+            Whether anything changed since the last call. Errors are kept in `runs_error`.
+        """
+        try:
+            changed = await asyncio.to_thread(self._refresh_runs_sync)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            message = f"run registry unreadable: {_error_text(exc)}"
+            changed = message != self.runs_error
+            self.runs_error = message
+            return changed
+        if self.runs_error is not None:
+            self.runs_error = None
+            changed = True
+        return changed
+
+    def machines(self) -> list[Machine]:
+        """Every machine from every backend's last good answer, in provider order."""
+        return [m for s in self.snapshots.values() for m in s.machines]
+
+    def rows(self) -> list[FleetRow]:
+        """Machines joined with their newest run and its progress."""
+        rows = join_runs(self.machines(), self.runs)
+        return [
+            replace(row, progress=self._progress.get(row.run.id)) if row.run else row
+            for row in rows
+        ]
+
+    def totals(self) -> FleetTotals:
+        """Burn rate and spend today now."""
+        return compute_totals(self.machines(), self.clock())
+
+    def runs_on(self, machine: Machine) -> list[Run]:
+        """Every recorded run on this machine, newest first."""
+        return [r for r in self.runs if r.backend is machine.provider and r.machine == machine.id]
+
+    def find_row(self, key: str) -> FleetRow | None:
+        """The row of the machine with this key, if shown."""
+        return next((row for row in self.rows() if row.key == key), None)
+
+    async def aclose(self) -> None:
+        """Close every backend, ignoring their errors (we are leaving)."""
+        for backend in self.backends.values():
+            try:
+                await backend.aclose()
+            except Exception as exc:
+                _log.info("closing %s: %s", backend.provider.value, _error_text(exc))
+
+
+def is_running(run: Run | None) -> bool:
+    """Whether this run is still going."""
+    return run is not None and run.status is RunStatus.RUNNING
