@@ -1,0 +1,379 @@
+"""Find checkpoints by name and stat data alone: a local directory, an SSH listing, an S3 prefix.
+
+Listing is O(n) in files with one `stat` each; no file is opened. All three sources become the
+same flat list of `FileFact`s and go through one `classify`, so a Trainer `checkpoint-N/`
+directory, a sharded model or a `best.pt` symlink look the same wherever they live.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from runctl_tui.core.checkpoints.records import CheckpointEntry
+from runctl_tui.core.errors import BackendError, NotFoundError
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin")
+SUFFIX_FORMATS = {
+    ".pt": "torch",
+    ".pth": "torch",
+    ".bin": "torch",
+    ".ckpt": "lightning",
+    ".safetensors": "safetensors",
+    ".keras": "keras",
+}
+TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".incomplete")
+"""Suffixes of files being written before an atomic rename (`model.pt.tmp`)."""
+HF_DIR_RE = re.compile(r"^(?:tmp-)?checkpoint-(\d+)$")
+SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.(?P<ext>safetensors|bin)$")
+INDEX_RE = re.compile(r"^(?P<stem>.+)\.(?P<ext>safetensors|bin)\.index\.json$")
+DEMO_RE = re.compile(r"^ckpt-.*\.json$")
+SKIP_DIRS = frozenset({"__pycache__", "node_modules", "wandb", "mlruns"})
+
+_EPOCH_RE = re.compile(r"(?:^|[^a-z])(?:epoch|ep)[=_-]?(\d+)", re.IGNORECASE)
+_STEP_RE = re.compile(
+    r"(?:^|[^a-z])(?:global_step|step|steps|iteration|iter|it|checkpoint|ckpt)[=_-]?(\d+)",
+    re.IGNORECASE,
+)
+_METRIC_RE = re.compile(r"([A-Za-z][A-Za-z0-9_/]*)=([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
+
+
+class RemoteFileLike(Protocol):
+    """One entry of a remote listing (the SSH helper's `RemoteFile` has these fields)."""
+
+    path: str
+    size: int
+    mtime: float
+    is_dir: bool
+    link_target: str | None
+
+
+@dataclass(frozen=True)
+class FileFact:
+    """A file as a listing saw it: no content, only its stat data."""
+
+    path: str
+    size: int
+    mtime: float
+    is_dir: bool = False
+    link_target: str | None = None
+    """For a symlink: where it points (absolute, normalised); None for a regular file."""
+    broken: bool = False
+
+
+@dataclass
+class _Group:
+    path: str
+    format: str
+    parts: list[FileFact] = field(default_factory=list)
+    is_dir: bool = False
+
+
+def parse_name(name: str) -> tuple[int | None, int | None, dict[str, float]]:
+    """(step, epoch, metrics) written into a checkpoint's name.
+
+    Args:
+        name: A file or directory name such as `epoch=3-step=16.ckpt`, `checkpoint-500`,
+            `epoch_7.pt` or `epoch=2-val_loss=0.31.ckpt`.
+
+    Returns:
+        The step, the epoch (None when the name has none) and `key=value` metrics.
+    """
+    stem = name
+    for suffix in (".safetensors.index.json", ".bin.index.json", *SUFFIX_FORMATS, ".json", *TEMP_SUFFIXES):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    metrics: dict[str, float] = {}
+    for key, value in _METRIC_RE.findall(stem):
+        if key.lower() not in ("epoch", "ep", "step", "global_step", "steps", "iter", "it"):
+            metrics[key] = float(value)
+    epoch_match = _EPOCH_RE.search(stem)
+    step_match = _STEP_RE.search(stem)
+    epoch = int(epoch_match.group(1)) if epoch_match else None
+    step = int(step_match.group(1)) if step_match else None
+    return step, epoch, metrics
+
+
+def candidate_format(name: str) -> str | None:
+    """The format a file name claims, or None when the name is not a checkpoint's."""
+    base = name
+    for suffix in TEMP_SUFFIXES:
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    if DEMO_RE.match(base):
+        return "runctl-demo"
+    if INDEX_RE.match(base):
+        return "safetensors" if base.endswith(".safetensors.index.json") else "torch"
+    return SUFFIX_FORMATS.get(os.path.splitext(base)[1].lower())
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a name says the file or directory is still being written."""
+    return name.endswith(TEMP_SUFFIXES) or name.startswith("tmp-checkpoint-")
+
+
+def scan_local(directory: Path) -> list[FileFact]:
+    """Every checkpoint-looking file below `directory` (and all files of `checkpoint-N/` dirs).
+
+    One `stat` per file kept; names that cannot be checkpoints are skipped without a stat.
+
+    Raises:
+        NotFoundError: `directory` does not exist or is not a directory.
+    """
+    root = os.path.abspath(directory)
+    if not os.path.isdir(root):
+        raise NotFoundError(f"checkpoint directory {root} does not exist (or is not a directory)")
+    facts: list[FileFact] = []
+    stack: list[tuple[str, bool]] = [(root, False)]
+    while stack:
+        current, inside_hf = stack.pop()
+        try:
+            iterator = os.scandir(current)
+        except OSError:
+            continue
+        with iterator:
+            for entry in iterator:
+                name = entry.name
+                try:
+                    if entry.is_symlink():
+                        if inside_hf or candidate_format(name) or HF_DIR_RE.match(name):
+                            facts.append(_symlink_fact(entry.path))
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        if name.startswith(".") or name in SKIP_DIRS:
+                            continue
+                        stack.append((entry.path, inside_hf or bool(HF_DIR_RE.match(name))))
+                        continue
+                    if not inside_hf and not candidate_format(name):
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue  # vanished between listing and stat: a rotated checkpoint
+                facts.append(FileFact(entry.path, st.st_size, st.st_mtime))
+    return facts
+
+
+def _symlink_fact(path: str) -> FileFact:
+    target = os.readlink(path)
+    absolute = os.path.normpath(os.path.join(os.path.dirname(path), target))
+    try:
+        st = os.stat(path)
+    except OSError:
+        return FileFact(path, 0, 0.0, link_target=absolute, broken=True)
+    return FileFact(path, st.st_size, st.st_mtime, is_dir=os.path.isdir(path), link_target=absolute)
+
+
+def list_checkpoints(directory: Path) -> list[CheckpointEntry]:
+    """The checkpoints below a local directory, newest first.
+
+    Args:
+        directory: The folder to search recursively.
+
+    Returns:
+        One entry per checkpoint (a file, a sharded model, or a Trainer directory), with
+        symlinks folded in as aliases of their targets.
+
+    Raises:
+        NotFoundError: The directory does not exist.
+    """
+    root = os.path.abspath(directory)
+    return classify(scan_local(Path(root)), root, location="local")
+
+
+def classify_remote(files: Sequence[RemoteFileLike], root: str) -> list[CheckpointEntry]:
+    """Checkpoints from a remote listing (one `find`/`stat` round trip over SSH), newest first.
+
+    Args:
+        files: The listing; directories are ignored except as the homes of their files.
+        root: The remote directory that was listed.
+
+    Returns:
+        Entries with `location="ssh"` and remote paths.
+    """
+    root = posixpath.normpath(root)
+    facts = []
+    for item in files:
+        if item.is_dir and item.link_target is None:
+            continue
+        name = posixpath.basename(item.path)
+        inside_hf = any(HF_DIR_RE.match(part) for part in _relative(item.path, root).split("/")[:-1])
+        if not inside_hf and not candidate_format(name) and not HF_DIR_RE.match(name):
+            continue
+        target = None
+        if item.link_target is not None:
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(item.path), item.link_target))
+        facts.append(FileFact(item.path, int(item.size), float(item.mtime), bool(item.is_dir), target))
+    return classify(facts, root, location="ssh", sep="/")
+
+
+def list_s3_checkpoints(s3_uri: str, s3_client: Any) -> list[CheckpointEntry]:
+    """Checkpoints under an S3 prefix, every page of the listing (beyond 1,000 keys), newest first.
+
+    Args:
+        s3_uri: `s3://bucket/prefix`.
+        s3_client: A boto3 S3 client.
+
+    Returns:
+        Entries with `location="s3"` and `s3://` paths.
+
+    Raises:
+        BackendError: The URI is not an s3:// URI or S3 refused the listing.
+    """
+    if not s3_uri.startswith("s3://"):
+        raise BackendError(f"{s3_uri!r} is not an S3 URI; write it as s3://bucket/prefix")
+    bucket, _, prefix = s3_uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise BackendError(f"{s3_uri!r} names no bucket; write it as s3://bucket/prefix")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    root = f"s3://{bucket}/{prefix}".rstrip("/")
+    facts: list[FileFact] = []
+    try:
+        paginator = s3_client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if key.endswith("/"):
+                    continue
+                facts.append(
+                    FileFact(f"s3://{bucket}/{key}", int(obj["Size"]), obj["LastModified"].timestamp())
+                )
+    except Exception as exc:
+        # botocore's ClientError/EndpointConnectionError: say what failed and what to check.
+        raise BackendError(f"cannot list {s3_uri}: {exc}. Check the bucket name and your AWS credentials.") from None
+    kept = [
+        f
+        for f in facts
+        if candidate_format(posixpath.basename(f.path))
+        or any(HF_DIR_RE.match(p) for p in _relative(f.path, root).split("/")[:-1])
+    ]
+    return classify(kept, root, location="s3", sep="/")
+
+
+def _relative(path: str, root: str, sep: str = "/") -> str:
+    prefix = root.rstrip(sep) + sep
+    if path.startswith(prefix):
+        return path[len(prefix) :]
+    return path.lstrip(sep)
+
+
+def classify(
+    facts: Iterable[FileFact], root: str, *, location: str = "local", sep: str = os.sep
+) -> list[CheckpointEntry]:
+    """Group file facts into checkpoint entries (newest first).
+
+    Args:
+        facts: Files found below `root` (symlinks carry `link_target`).
+        root: The listed directory (or S3 prefix).
+        location: `local`, `ssh` or `s3`, copied into each entry.
+        sep: Path separator of the source.
+
+    Returns:
+        The entries: Trainer directories, sharded models, single files, and symlinks to
+        something outside the listing; symlinks to a listed checkpoint become its aliases.
+    """
+    root = root.rstrip(sep) or sep
+    groups: dict[str, _Group] = {}
+    links: list[FileFact] = []
+    for fact in facts:
+        rel = _relative(fact.path, root, sep)
+        parts = rel.split(sep)
+        hf_index = next((i for i, p in enumerate(parts[:-1]) if HF_DIR_RE.match(p)), None)
+        if hf_index is not None:
+            dir_path = root + sep + sep.join(parts[: hf_index + 1])
+            group = groups.setdefault(dir_path, _Group(dir_path, "hf-trainer", is_dir=True))
+            group.parts.append(fact)
+            continue
+        if fact.link_target is not None or fact.broken:
+            links.append(fact)
+            continue
+        name = parts[-1]
+        shard = SHARD_RE.match(name)
+        index = INDEX_RE.match(name)
+        if shard or index:
+            match = shard or index
+            assert match is not None
+            ext = match["ext"]
+            key = sep.join([*parts[:-1], f"{match['stem']}.{ext}.index.json"])
+            group_path = root + sep + key
+            group = groups.setdefault(
+                group_path, _Group(group_path, "safetensors" if ext == "safetensors" else "torch")
+            )
+            group.parts.append(fact)
+            continue
+        fmt = candidate_format(name)
+        if fmt is None:
+            continue
+        groups[fact.path] = _Group(fact.path, fmt, [fact])
+    entries: dict[str, CheckpointEntry] = {}
+    for group in groups.values():
+        entries[group.path] = _entry(group, root, location, sep)
+    for link in links:
+        target = link.link_target
+        owner = _owner(entries, target, sep) if target else None
+        name = _display_name(link.path, root, sep)
+        if owner is not None:
+            owner.aliases.append(name)
+            continue
+        step, epoch, metrics = parse_name(posixpath.basename(link.path.replace(sep, "/")))
+        fmt = candidate_format(posixpath.basename(link.path.replace(sep, "/"))) or "hf-trainer"
+        entries[link.path] = CheckpointEntry(
+            path=link.path,
+            name=name,
+            format=fmt,
+            size_bytes=link.size,
+            modified=link.mtime,
+            step=step,
+            epoch=epoch,
+            metrics=metrics,
+            is_dir=link.is_dir,
+            location=location,
+            link_target=target,
+            error=f"broken symlink: {name} points to {target}, which does not exist"
+            if link.broken
+            else None,
+        )
+    return sorted(entries.values(), key=lambda e: (e.modified, e.name), reverse=True)
+
+
+def _owner(entries: dict[str, CheckpointEntry], target: str, sep: str) -> CheckpointEntry | None:
+    if target in entries:
+        return entries[target]
+    for entry in entries.values():
+        if target in entry.parts:
+            return entry
+    return None
+
+
+def _display_name(path: str, root: str, sep: str) -> str:
+    return _relative(path, root, sep)
+
+
+def _entry(group: _Group, root: str, location: str, sep: str) -> CheckpointEntry:
+    path = group.path
+    paths = sorted(p.path for p in group.parts)
+    if not group.is_dir and path not in paths:
+        path = paths[0]  # a sharded model without its index: shown under its first shard
+    name = _display_name(path, root, sep)
+    base = name.split(sep)[-1]
+    step, epoch, metrics = parse_name(base)
+    writing = is_temp_name(base) or any(is_temp_name(p.split(sep)[-1]) for p in paths)
+    return CheckpointEntry(
+        path=path,
+        name=name,
+        format=group.format,
+        size_bytes=sum(p.size for p in group.parts),
+        modified=max((p.mtime for p in group.parts), default=0.0),
+        step=step,
+        epoch=epoch,
+        metrics=metrics,
+        parts=paths,
+        is_dir=group.is_dir,
+        location=location,
+        writing=writing,
+    )
