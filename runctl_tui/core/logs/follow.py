@@ -1,0 +1,244 @@
+"""Following a local log file with `tail -F` semantics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from runctl_tui.core.logging_setup import get_logger
+from runctl_tui.core.logs.assembler import LineAssembler
+from runctl_tui.core.logs.tail import read_tail, scan_tail
+from runctl_tui.core.logsource import LogChunk
+
+READ_BLOCK = 1024 * 1024
+"""Bytes read per step while catching up; one chunk per block."""
+WATCH_STEP_MS = 20
+"""How often the watcher thread looks at collected file events (bounds the reaction time)."""
+
+_log = get_logger("logs")
+
+
+class _Watcher:
+    """Sets `wake` whenever the directory holding the log reports a change to its name."""
+
+    def __init__(self, path: Path, wake: asyncio.Event, poll_interval: float) -> None:
+        self._path = path
+        self._wake = wake
+        self._poll = poll_interval
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"watch {self._path}")
+
+    async def stop(self) -> None:
+        # The stop event makes the watch thread return within one step, so no thread lingers.
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _run(self) -> None:
+        from watchfiles import awatch
+
+        name = self._path.name
+        parent = self._path.parent
+        while not self._stop.is_set():
+            if not parent.is_dir():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self._poll)
+                continue
+            try:
+                async for _changes in awatch(
+                    parent,
+                    watch_filter=lambda _change, changed: os.path.basename(changed) == name,
+                    debounce=WATCH_STEP_MS * 5,
+                    step=WATCH_STEP_MS,
+                    stop_event=self._stop,
+                    rust_timeout=1000,
+                    recursive=False,
+                ):
+                    self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. inotify limits: polling still works
+                _log.info("file events unavailable for %s (%s); polling", parent, exc)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self._poll)
+            # The directory may have gone and come back: start a new watch on it.
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int]:
+    return (stat.st_dev, stat.st_ino)
+
+
+class FileLogSource:
+    """A local log file, tailed and followed like GNU `tail -F` (follow by name, retry).
+
+    Appends show up within milliseconds (file events through watchfiles, with polling every
+    `poll_interval` seconds as a fallback). A truncated file (copytruncate) is re-read from its
+    start; a rotated file (renamed, new file created) is read to its end and then the new file
+    from its start; a file that does not exist yet, or was deleted, is waited for. Writes that
+    reach a renamed or deleted file before its replacement appears are still read, so no line is
+    lost or repeated across any of these.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        poll_interval: float = 0.5,
+        max_line_bytes: int = 64 * 1024,
+        use_events: bool = True,
+    ) -> None:
+        """Create a source; nothing is opened until `follow` runs.
+
+        Args:
+            path: The log file (it may not exist yet).
+            poll_interval: Seconds between checks when no file event arrives.
+            max_line_bytes: Longest line shown in full; longer ones are cut with a marker.
+            use_events: Use file events; False polls only (filesystems without inotify).
+        """
+        self.path = Path(path)
+        self.poll_interval = max(0.01, poll_interval)
+        self.max_line_bytes = max_line_bytes
+        self.use_events = use_events
+
+    @property
+    def description(self) -> str:
+        """The path, for the pane title."""
+        return str(self.path)
+
+    async def follow(self, initial_lines: int = 200) -> AsyncIterator[LogChunk]:
+        """Yield the last `initial_lines` lines, then every new line, until cancelled.
+
+        Args:
+            initial_lines: Complete lines in the first chunk (the unterminated line comes as
+                its `partial`).
+
+        Yields:
+            Chunks of lines; notices when the file is waited for, truncated or replaced.
+        """
+        wake = asyncio.Event()
+        watcher = _Watcher(self.path, wake, self.poll_interval) if self.use_events else None
+        if watcher is not None:
+            watcher.start()
+        follower = _Follower(self.path, self.max_line_bytes)
+        try:
+            async for chunk in follower.run(initial_lines, wake, self.poll_interval):
+                yield chunk
+        finally:
+            follower.close()
+            if watcher is not None:
+                await watcher.stop()
+
+
+class _Follower:
+    """The state of one follow: the open file, how far it was read, the pending line."""
+
+    def __init__(self, path: Path, max_line_bytes: int) -> None:
+        self.path = path
+        self.assembler = LineAssembler(max_line_bytes)
+        self.fd: int | None = None
+        self.ident: tuple[int, int] | None = None
+        self.pos = 0
+        self.size = 0
+        self.orphaned = False
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def _open(self) -> os.stat_result | None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno in (errno.ENOTDIR, errno.EACCES, errno.EISDIR):
+                return None
+            raise
+        stat = os.fstat(fd)
+        self.fd, self.ident, self.pos, self.size = fd, _identity(stat), 0, stat.st_size
+        self.orphaned = False
+        return stat
+
+    def _chunk(self, lines: list[str], notice: str | None = None) -> LogChunk:
+        return LogChunk(
+            lines=tuple(lines),
+            partial=self.assembler.partial,
+            notice=notice,
+            size=max(self.size, self.pos),
+        )
+
+    def _end_line(self) -> list[str]:
+        """The pending line, ended because its file ended (truncated, rotated, deleted)."""
+        return [self.assembler.flush_line()] if self.assembler.has_partial else []
+
+    async def _drain(self) -> AsyncIterator[LogChunk]:
+        assert self.fd is not None
+        while True:
+            data = os.pread(self.fd, READ_BLOCK, self.pos)
+            if not data:
+                return
+            self.pos += len(data)
+            yield self._chunk(self.assembler.feed(data))
+            # Let the event loop breathe while catching up on a large backlog.
+            await asyncio.sleep(0)
+
+    async def run(
+        self, initial_lines: int, wake: asyncio.Event, poll: float
+    ) -> AsyncIterator[LogChunk]:
+        """The follow loop: see `FileLogSource.follow`."""
+        path = self.path
+        if self._open() is None:
+            yield self._chunk([], f"waiting for {path} to appear")
+        else:
+            assert self.fd is not None
+            span = scan_tail(self.fd, self.size, max(0, initial_lines))
+            lines = read_tail(self.fd, span, self.assembler)
+            self.pos = span.end
+            yield self._chunk(lines)
+        while True:
+            wake.clear()
+            if self.fd is None:
+                if self._open() is not None:
+                    yield self._chunk([], f"{path} appeared; following it from the start")
+                    continue
+            else:
+                async for chunk in self._drain():
+                    yield chunk
+                stat = os.fstat(self.fd)
+                self.size = stat.st_size
+                if stat.st_size < self.pos:
+                    self.pos = 0
+                    yield self._chunk(
+                        self._end_line(), f"{path} truncated; reading it from the start"
+                    )
+                    continue
+                try:
+                    current: os.stat_result | None = os.stat(path)
+                except (FileNotFoundError, NotADirectoryError):
+                    current = None
+                if current is None and not self.orphaned:
+                    self.orphaned = True
+                    yield self._chunk([], f"{path} was deleted or moved; waiting for it")
+                elif current is not None and _identity(current) != self.ident:
+                    # Replaced (rotation, or recreation after deletion): finish the old file.
+                    async for chunk in self._drain():
+                        yield chunk
+                    lines = self._end_line()
+                    self.close()
+                    notice = f"{path} was replaced; following the new file from the start"
+                    if self._open() is None:
+                        notice = f"{path} was replaced, then removed; waiting for it"
+                    yield self._chunk(lines, notice)
+                    continue
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), poll)

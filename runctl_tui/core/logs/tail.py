@@ -1,0 +1,153 @@
+"""Reading the end of a file backwards: the last screen of 5 GB costs the same as 1 KB.
+
+As in toolong: newline offsets are found from the end in large blocks, and only the lines
+asked for are read, each lazily (a 50 MB line is read as its head, or its last `\\r` state).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from runctl_tui.core.logs.assembler import LineAssembler
+
+SCAN_BLOCK = 256 * 1024
+"""Bytes read per step when scanning backwards for newlines."""
+MAX_SCAN_BYTES = 32 * 1024 * 1024
+"""A line whose start is further back than this is shown from there (with a marker)."""
+BULK_READ_BYTES = 8 * 1024 * 1024
+"""Up to this many bytes of tail are read in one go; beyond it, line by line."""
+CUT_START_MARKER = "… [start of line not read] "
+
+
+@dataclass(frozen=True)
+class TailSpan:
+    """Where the last lines of a file are."""
+
+    starts: tuple[int, ...]
+    """Start offsets of the lines, oldest first (the last may be the unterminated line)."""
+    end: int
+    """File size the scan used."""
+    partial: bool
+    """Whether the last line has no newline yet."""
+    cut_first: bool
+    """Whether the first line's real start lies before the scan limit."""
+
+
+def scan_tail(fd: int, end: int, complete_lines: int, max_scan: int = MAX_SCAN_BYTES) -> TailSpan:
+    """Find the starts of the last `complete_lines` complete lines (and the unterminated one).
+
+    Args:
+        fd: An open file descriptor (read with pread; its offset is not used).
+        end: Treat the file as this long.
+        complete_lines: How many newline-terminated lines to find.
+        max_scan: Stop scanning backwards after this many bytes.
+
+    Returns:
+        The line starts, oldest first.
+    """
+    if end <= 0:
+        return TailSpan((), 0, False, False)
+    last_byte = os.pread(fd, 1, end - 1)
+    partial = last_byte != b"\n"
+    wanted = complete_lines + (1 if partial else 0)
+    starts: list[int] = []
+    pos = end - 1  # the final byte never starts a line
+    floor = max(0, end - max_scan)
+    while pos > floor and len(starts) < wanted:
+        block_start = max(floor, pos - SCAN_BLOCK)
+        block = os.pread(fd, pos - block_start, block_start)
+        index = len(block)
+        while len(starts) < wanted:
+            index = block.rfind(b"\n", 0, index)
+            if index == -1:
+                break
+            starts.append(block_start + index + 1)
+        pos = block_start
+    cut_first = False
+    if len(starts) < wanted:
+        starts.append(pos)
+        cut_first = pos > 0
+    starts.reverse()
+    return TailSpan(tuple(starts), end, partial, cut_first)
+
+
+def _read_line(fd: int, start: int, stop: int, assembler: LineAssembler) -> None:
+    """Feed the line at [start, stop) (no newline) into `assembler`, reading little of it."""
+    limit = assembler.max_line_bytes
+    length = stop - start
+    if length <= 4 * limit:
+        assembler.extend_partial(os.pread(fd, length, start))
+        return
+    window = os.pread(fd, limit, stop - limit)
+    carriage = window.find(b"\r")
+    if carriage != -1:
+        # A progress line: only the states in the last window matter.
+        assembler.extend_partial(window[carriage:])
+        return
+    assembler.extend_partial(os.pread(fd, limit, start))
+    assembler.skip(length - limit)
+
+
+def read_tail(fd: int, span: TailSpan, assembler: LineAssembler) -> list[str]:
+    """Read the complete lines of `span`; leave its unterminated line pending in `assembler`.
+
+    Args:
+        fd: The file the span was scanned in.
+        span: From `scan_tail`.
+        assembler: Receives the bytes; its pending line becomes the unterminated line.
+
+    Returns:
+        The complete lines, oldest first.
+    """
+    if not span.starts:
+        return []
+    first = span.starts[0]
+    lines: list[str]
+    if span.end - first <= BULK_READ_BYTES:
+        lines = assembler.feed(os.pread(fd, span.end - first, first))
+    else:
+        lines = []
+        bounds = [*span.starts[1:], span.end + 1]
+        for start, next_start in zip(span.starts, bounds, strict=True):
+            stop = next_start - 1
+            if next_start > span.end:
+                stop = span.end if span.partial else span.end - 1
+            _read_line(fd, start, stop, assembler)
+            if next_start <= span.end or not span.partial:
+                lines.append(assembler.flush_line())
+    if span.cut_first and lines:
+        lines[0] = CUT_START_MARKER + lines[0]
+    return lines
+
+
+def tail_lines(path: Path, n: int, *, max_line_bytes: int = 64 * 1024) -> list[str]:
+    """The last `n` lines of a file, as `tail -n` shows them, read backwards from the end.
+
+    The unterminated last line (a progress bar being drawn) counts as a line. Lines are
+    collapsed to their latest `\\r` state, controls made visible, long lines cut with a marker.
+
+    Args:
+        path: The file.
+        n: How many lines.
+        max_line_bytes: Longest line shown in full.
+
+    Returns:
+        Up to `n` lines, oldest first, without newlines.
+
+    Raises:
+        FileNotFoundError: The file does not exist (other OSErrors likewise pass through).
+    """
+    if n <= 0:
+        return []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        end = os.fstat(fd).st_size
+        assembler = LineAssembler(max_line_bytes)
+        lines = read_tail(fd, scan_tail(fd, end, n), assembler)
+        if assembler.has_partial:
+            lines.append(assembler.flush_line())
+        return lines[-n:]
+    finally:
+        os.close(fd)
