@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.sshd_fixture import sshd_server  # noqa: F401
+
 DATA_DIR = Path(__file__).parent / "data"
 
 
