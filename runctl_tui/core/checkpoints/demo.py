@@ -31,5 +31,5 @@ def read_demo(path: Path) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointReadError(f"truncated or corrupt JSON: {exc}") from None
     if not isinstance(document, dict) or document.get(MARKER) != 1:
-        raise CheckpointReadError(f"not a runctl demo checkpoint: no \"{MARKER}\": 1 key")
+        raise CheckpointReadError(f'not a runctl demo checkpoint: no "{MARKER}": 1 key')
     return document

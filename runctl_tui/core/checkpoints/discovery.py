@@ -30,7 +30,9 @@ SUFFIX_FORMATS = {
 TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".incomplete")
 """Suffixes of files being written before an atomic rename (`model.pt.tmp`)."""
 HF_DIR_RE = re.compile(r"^(?:tmp-)?checkpoint-(\d+)$")
-SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.(?P<ext>safetensors|bin)$")
+SHARD_RE = re.compile(
+    r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.(?P<ext>safetensors|bin)$"
+)
 INDEX_RE = re.compile(r"^(?P<stem>.+)\.(?P<ext>safetensors|bin)\.index\.json$")
 DEMO_RE = re.compile(r"^ckpt-.*\.json$")
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "wandb", "mlruns"})
@@ -85,7 +87,13 @@ def parse_name(name: str) -> tuple[int | None, int | None, dict[str, float]]:
         The step, the epoch (None when the name has none) and `key=value` metrics.
     """
     stem = name
-    for suffix in (".safetensors.index.json", ".bin.index.json", *SUFFIX_FORMATS, ".json", *TEMP_SUFFIXES):
+    for suffix in (
+        ".safetensors.index.json",
+        ".bin.index.json",
+        *SUFFIX_FORMATS,
+        ".json",
+        *TEMP_SUFFIXES,
+    ):
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
     metrics: dict[str, float] = {}
@@ -141,7 +149,14 @@ def scan_local(directory: Path) -> list[FileFact]:
                 name = entry.name
                 try:
                     if entry.is_symlink():
-                        if inside_hf or candidate_format(name) or HF_DIR_RE.match(name):
+                        target = os.path.basename(os.readlink(entry.path).rstrip("/"))
+                        if (
+                            inside_hf
+                            or candidate_format(name)
+                            or candidate_format(target)
+                            or HF_DIR_RE.match(name)
+                            or HF_DIR_RE.match(target)
+                        ):
                             facts.append(_symlink_fact(entry.path))
                         continue
                     if entry.is_dir(follow_symlinks=False):
@@ -201,13 +216,19 @@ def classify_remote(files: Sequence[RemoteFileLike], root: str) -> list[Checkpoi
         if item.is_dir and item.link_target is None:
             continue
         name = posixpath.basename(item.path)
-        inside_hf = any(HF_DIR_RE.match(part) for part in _relative(item.path, root).split("/")[:-1])
+        inside_hf = any(
+            HF_DIR_RE.match(part) for part in _relative(item.path, root).split("/")[:-1]
+        )
         if not inside_hf and not candidate_format(name) and not HF_DIR_RE.match(name):
             continue
         target = None
         if item.link_target is not None:
-            target = posixpath.normpath(posixpath.join(posixpath.dirname(item.path), item.link_target))
-        facts.append(FileFact(item.path, int(item.size), float(item.mtime), bool(item.is_dir), target))
+            target = posixpath.normpath(
+                posixpath.join(posixpath.dirname(item.path), item.link_target)
+            )
+        facts.append(
+            FileFact(item.path, int(item.size), float(item.mtime), bool(item.is_dir), target)
+        )
     return classify(facts, root, location="ssh", sep="/")
 
 
@@ -241,11 +262,15 @@ def list_s3_checkpoints(s3_uri: str, s3_client: Any) -> list[CheckpointEntry]:
                 if key.endswith("/"):
                     continue
                 facts.append(
-                    FileFact(f"s3://{bucket}/{key}", int(obj["Size"]), obj["LastModified"].timestamp())
+                    FileFact(
+                        f"s3://{bucket}/{key}", int(obj["Size"]), obj["LastModified"].timestamp()
+                    )
                 )
     except Exception as exc:
         # botocore's ClientError/EndpointConnectionError: say what failed and what to check.
-        raise BackendError(f"cannot list {s3_uri}: {exc}. Check the bucket name and your AWS credentials.") from None
+        raise BackendError(
+            f"cannot list {s3_uri}: {exc}. Check the bucket name and your AWS credentials."
+        ) from None
     kept = [
         f
         for f in facts

@@ -19,6 +19,7 @@ from runctl_tui.core.checkpoints.pickle_reader import (
     Namespace,
     ScalarReader,
     TensorRecord,
+    detect_torch_format,
     read_torch_file,
     refusal_message,
 )
@@ -37,9 +38,12 @@ WEIGHT_KEYS = (
     "ema_state_dict",
 )
 """Keys under which training checkpoints keep the model weights, in order of preference."""
+NOT_METRICS = ("created", "time", "timestamp", "wall_time", "seed", "version")
 STEP_KEYS = ("step", "global_step", "iteration", "iter", "steps")
 EPOCH_KEYS = ("epoch", "epochs")
-SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.(?P<ext>safetensors|bin)$")
+SHARD_RE = re.compile(
+    r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.(?P<ext>safetensors|bin)$"
+)
 HF_DIR_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -86,7 +90,7 @@ def guess_format(path: Path) -> str:
     name = path.name
     if HF_DIR_RE.match(name) or path.is_dir():
         return "hf-trainer"
-    if name.endswith(".safetensors") or name.endswith(".safetensors.index.json"):
+    if name.endswith((".safetensors", ".safetensors.index.json")):
         return "safetensors"
     if name.endswith(".ckpt"):
         return "lightning"
@@ -139,15 +143,21 @@ def _inspect_sharded(path: Path, info: CheckpointInfo) -> None:
         match = SHARD_RE.match(path.name)
         assert match is not None
         total = int(match["total"])
-        shards = [f"{match['stem']}-{i:05d}-of-{total:05d}.{match['ext']}" for i in range(1, total + 1)]
+        shards = [
+            f"{match['stem']}-{i:05d}-of-{total:05d}.{match['ext']}" for i in range(1, total + 1)
+        ]
         info.metadata = {"shards": shards, "index": None}
     info.format = "safetensors" if shards and shards[0].endswith(".safetensors") else "torch-zip"
-    info.size_bytes = sum((directory / s).stat().st_size for s in shards if (directory / s).exists())
+    info.size_bytes = sum(
+        (directory / s).stat().st_size for s in shards if (directory / s).exists()
+    )
     if index_path.exists():
         info.size_bytes += index_path.stat().st_size
     missing = [s for s in shards if not (directory / s).is_file()]
     if missing:
-        raise CheckpointReadError(f"incomplete: shard {missing[0]} is missing ({len(missing)} of {len(shards)})")
+        raise CheckpointReadError(
+            f"incomplete: shard {missing[0]} is missing ({len(missing)} of {len(shards)})"
+        )
     info.tensor_count = 0
     info.parameter_count = 0
     for shard in shards:
@@ -175,7 +185,16 @@ def _inspect_demo(path: Path, info: CheckpointInfo) -> None:
     document = demo.read_demo(path)
     info.format = "runctl-demo"
     info.keys = [str(k) for k in document]
+    weights = document.get("weights")
+    if isinstance(weights, list):
+        info.tensor_count = 2 if "bias" in document else 1
+        info.parameter_count = len(weights) + (1 if "bias" in document else 0)
+        info.dtypes = {"float64": info.tensor_count}
     _fill_scalars(document, info)
+    if isinstance(document.get("best_path"), str):
+        info.best_record = {"name": document["best_path"], "monitor": "val_loss", "mode": "min"}
+        if isinstance(document.get("best_val_loss"), (int, float)):
+            info.best_record["score"] = float(document["best_val_loss"])
 
 
 def _inspect_hf_dir(path: Path, info: CheckpointInfo) -> None:
@@ -212,6 +231,10 @@ def _inspect_hf_dir(path: Path, info: CheckpointInfo) -> None:
 
 
 def _inspect_torch(path: Path, info: CheckpointInfo) -> None:
+    with open(path, "rb") as handle:
+        kind = detect_torch_format(handle.read(16))
+    if kind in ("torch-zip", "torch-legacy"):
+        info.format = "lightning" if path.suffix == ".ckpt" else kind
     parsed = read_torch_file(path)
     info.format = parsed.format if parsed.format != "pickle" else "torch-legacy"
     info.refused = list(parsed.refused)
@@ -313,7 +336,9 @@ def _scalar(value: Any, scalars: ScalarReader | None) -> float | None:
     return None
 
 
-def _fill_scalars(obj: Mapping[Any, Any], info: CheckpointInfo, scalars: ScalarReader | None = None) -> None:
+def _fill_scalars(
+    obj: Mapping[Any, Any], info: CheckpointInfo, scalars: ScalarReader | None = None
+) -> None:
     """Epoch, step and scalar metrics from the top level (and a `metrics` dict) of a checkpoint."""
     for key in EPOCH_KEYS:
         value = obj.get(key)
@@ -323,7 +348,7 @@ def _fill_scalars(obj: Mapping[Any, Any], info: CheckpointInfo, scalars: ScalarR
         value = obj.get(key)
         if info.step is None and isinstance(value, int) and not isinstance(value, bool):
             info.step = value
-    skip = {*EPOCH_KEYS, *STEP_KEYS, demo.MARKER}
+    skip = {*EPOCH_KEYS, *STEP_KEYS, *NOT_METRICS, demo.MARKER}
     sources: list[Mapping[Any, Any]] = [obj]
     for nested in ("metrics", "scores", "hparams"):
         if isinstance(obj.get(nested), Mapping):
@@ -335,13 +360,33 @@ def _fill_scalars(obj: Mapping[Any, Any], info: CheckpointInfo, scalars: ScalarR
             if not isinstance(key, str) or key in skip or key in info.metrics:
                 continue
             number = _scalar(value, scalars)
-            if number is not None and (isinstance(value, float) or _looks_metric(key) or isinstance(value, TensorRecord)):
+            if number is not None and _looks_metric(key):
                 info.metrics[key] = number
 
 
 def _looks_metric(key: str) -> bool:
     lowered = key.lower()
-    return any(word in lowered for word in ("loss", "acc", "score", "metric", "ppl", "perplexity", "f1", "bleu", "error"))
+    words = (
+        "loss",
+        "acc",
+        "score",
+        "metric",
+        "ppl",
+        "perplexity",
+        "f1",
+        "bleu",
+        "error",
+        "auc",
+        "reward",
+        "iou",
+        "dice",
+        "wer",
+        "cer",
+        "precision",
+        "recall",
+        "val_",
+    )
+    return lowered in ("lr", "learning_rate") or any(word in lowered for word in words)
 
 
 def _plain(value: Any) -> bool:
@@ -361,4 +406,3 @@ def _numbers_from_strings(metadata: Mapping[str, str], info: CheckpointInfo) -> 
             info.step = int(number)
         elif _looks_metric(key) and math.isfinite(number):
             info.metrics[key] = number
-

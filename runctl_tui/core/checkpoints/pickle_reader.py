@@ -283,7 +283,9 @@ def _rebuild_tensor_v3(
     return record
 
 
-def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any = None) -> TensorRecord:
+def _rebuild_tensor(
+    storage: Any, storage_offset: Any, size: Any, stride: Any = None
+) -> TensorRecord:
     return _rebuild_tensor_v2(storage, storage_offset, size)
 
 
@@ -299,8 +301,12 @@ def _rebuild_parameter_with_state(
     return _rebuild_parameter(data)
 
 
-def _rebuild_meta_tensor_no_storage(dtype: Any, size: Any, stride: Any, requires_grad: Any = False) -> TensorRecord:
-    return TensorRecord(shape=_shape(size), dtype=dtype.name if isinstance(dtype, DtypeToken) else "unknown")
+def _rebuild_meta_tensor_no_storage(
+    dtype: Any, size: Any, stride: Any, requires_grad: Any = False
+) -> TensorRecord:
+    return TensorRecord(
+        shape=_shape(size), dtype=dtype.name if isinstance(dtype, DtypeToken) else "unknown"
+    )
 
 
 def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> Any:
@@ -463,7 +469,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
             storage_type, key, location, numel = pid[1], pid[2], pid[3], pid[4]
             dtype = storage_type.dtype if isinstance(storage_type, StorageType) else "unknown"
-            record = StorageRecord(str(key), dtype, str(location), int(numel) if isinstance(numel, int) else 0)
+            record = StorageRecord(
+                str(key), dtype, str(location), int(numel) if isinstance(numel, int) else 0
+            )
             self.storages.setdefault(record.key, record)
             return self.storages[record.key]
         kind = pid[0] if isinstance(pid, tuple) and pid else type(pid).__name__
@@ -491,10 +499,13 @@ class TorchPickle:
 
 def detect_torch_format(head: bytes) -> str | None:
     """`torch-zip`, `torch-legacy` or None from a file's first bytes."""
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "torch-zip"
     # Legacy files start with a protocol-2 pickle of the magic number as a LONG1.
-    if head.startswith(b"\x80\x02\x8a\x0a") and int.from_bytes(head[4:14], "little") == LEGACY_MAGIC:
+    if (
+        head.startswith(b"\x80\x02\x8a\x0a")
+        and int.from_bytes(head[4:14], "little") == LEGACY_MAGIC
+    ):
         return "torch-legacy"
     if head[:1] == b"\x80":
         return "pickle"
@@ -526,7 +537,9 @@ def read_torch_file(path: Path) -> TorchPickle:
             return _read_plain_pickle(handle)
     if not head:
         raise CheckpointReadError("empty file: nothing was written")
-    raise CheckpointReadError("not a PyTorch file: neither a zip archive nor a legacy torch.save pickle")
+    raise CheckpointReadError(
+        "not a PyTorch file: neither a zip archive nor a legacy torch.save pickle"
+    )
 
 
 def _read_zip(handle: IO[bytes]) -> TorchPickle:
@@ -542,13 +555,19 @@ def _read_zip(handle: IO[bytes]) -> TorchPickle:
         names = archive.namelist()
         pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
         if pkl is None:
-            raise CheckpointReadError("not a PyTorch zip checkpoint: no data.pkl inside the archive")
+            raise CheckpointReadError(
+                "not a PyTorch zip checkpoint: no data.pkl inside the archive"
+            )
         prefix = pkl[: -len("data.pkl")]
         byteorder = "little"
         if prefix + "byteorder" in names:
-            byteorder = _read_member(archive, prefix + "byteorder", 16).decode("ascii", "replace").strip()
+            byteorder = (
+                _read_member(archive, prefix + "byteorder", 16).decode("ascii", "replace").strip()
+            )
             if byteorder not in ("little", "big"):
-                raise CheckpointReadError(f"corrupt: unknown byte order {byteorder!r} in the archive")
+                raise CheckpointReadError(
+                    f"corrupt: unknown byte order {byteorder!r} in the archive"
+                )
         info = archive.getinfo(pkl)
         if info.file_size > MAX_PICKLE_BYTES:
             raise CheckpointReadError(
@@ -580,12 +599,16 @@ def _unpickle(stream: IO[bytes], byteorder: str = "little") -> tuple[Any, Restri
     except RecursionError:
         raise CheckpointReadError("corrupt: the pickle nests too deeply to read") from None
     except MemoryError:
-        raise CheckpointReadError("corrupt: the pickle asks for more memory than it can have") from None
+        raise CheckpointReadError(
+            "corrupt: the pickle asks for more memory than it can have"
+        ) from None
     except Exception as exc:
         # pickle.UnpicklingError, ValueError, TypeError, KeyError...: a damaged opcode stream,
         # or a stream that only makes sense with a refused global (which was not called).
         if unpickler.refused:
-            raise CheckpointReadError(refusal_message(unpickler.refused), unpickler.refused) from None
+            raise CheckpointReadError(
+                refusal_message(unpickler.refused), unpickler.refused
+            ) from None
         raise CheckpointReadError(f"corrupt pickle: {type(exc).__name__}: {exc}"[:300]) from None
     return obj, unpickler
 
@@ -659,9 +682,10 @@ class ScalarReader:
 
     def _read(self, key: str, offset: int, size: int) -> bytes | None:
         if self.parsed.format == "torch-zip":
-            with zipfile.ZipFile(self.path) as archive, archive.open(
-                f"{self.parsed.zip_prefix}data/{key}"
-            ) as member:
+            with (
+                zipfile.ZipFile(self.path) as archive,
+                archive.open(f"{self.parsed.zip_prefix}data/{key}") as member,
+            ):
                 member.seek(offset)
                 return member.read(size)
         if self.parsed.format == "torch-legacy":

@@ -120,7 +120,9 @@ def parse_header_bytes(raw: bytes) -> SafetensorsHeader:
     try:
         document = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointReadError(f"corrupt: the safetensors header is not valid JSON ({exc})") from None
+        raise CheckpointReadError(
+            f"corrupt: the safetensors header is not valid JSON ({exc})"
+        ) from None
     if not isinstance(document, dict):
         raise CheckpointReadError("corrupt: the safetensors header is not a JSON object")
     header = SafetensorsHeader()

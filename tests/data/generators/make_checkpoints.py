@@ -68,7 +68,9 @@ def make_torch() -> None:
     out.mkdir(parents=True, exist_ok=True)
     for zip_format, fmt in ((True, "torch-zip"), (False, "torch-legacy")):
         suffix = "zip" if zip_format else "legacy"
-        torch.save(state, out / f"state_dict_{suffix}.pt", _use_new_zipfile_serialization=zip_format)
+        torch.save(
+            state, out / f"state_dict_{suffix}.pt", _use_new_zipfile_serialization=zip_format
+        )
         record(
             f"torch/state_dict_{suffix}.pt",
             format=fmt,
@@ -199,7 +201,9 @@ def make_lightning() -> None:
     y = x[:, :2] * 0.5
     train = DataLoader(TensorDataset(x, y), batch_size=8)
     val = DataLoader(TensorDataset(x[:8], y[:8]), batch_size=8)
-    callback = ModelCheckpoint(dirpath=out, monitor="val_loss", mode="min", save_top_k=2, save_last=True)
+    callback = ModelCheckpoint(
+        dirpath=out, monitor="val_loss", mode="min", save_top_k=2, save_last=True
+    )
     trainer = L.Trainer(
         max_epochs=4,
         callbacks=[callback],
