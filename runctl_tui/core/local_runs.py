@@ -560,13 +560,18 @@ def release_lock(checkpoint_dir: Path, run_id: str) -> bool:
         return False
 
 
-def _claim_lock(checkpoint_dir: Path, run_id: str) -> None:
-    """Called by the wrapper: record itself as the holder of a lock its launcher took."""
+def _claim_lock(checkpoint_dir: Path, run_id: str, pid: int | None = None) -> None:
+    """Record the run's wrapper (`pid`, default this process) as the holder of its lock.
+
+    Both the launcher (right after starting the wrapper) and the wrapper itself do this, so
+    the lock names the run's process even if the launcher dies at once; a lock that is no
+    longer the run's (released because the run already ended) is left alone.
+    """
     with _dir_guard(checkpoint_dir):
         holder = read_lock(checkpoint_dir)
         if holder is None or holder.run_id != run_id:
             return
-        pid = os.getpid()
+        pid = os.getpid() if pid is None else pid
         payload = _lock_payload(
             run_id, pid, process_start_time(pid), holder.started or time.time(), holder.script
         )
@@ -721,6 +726,10 @@ def launch_local_run(
     except OSError as exc:
         release_lock(ckpt_dir, run_id)
         raise RunctlError(f"could not start {script}: {exc.strerror or exc}") from exc
+    try:
+        _claim_lock(ckpt_dir, run_id, proc.pid)
+    except OSError as exc:
+        _log.warning("run %s: could not update the lock in %s: %s", run_id, ckpt_dir, exc)
     # Reap the wrapper when it ends, so a long-lived launcher (the dashboard) keeps no zombie.
     threading.Thread(target=proc.wait, name=f"reap-{run_id}", daemon=True).start()
     run = Run(
