@@ -60,7 +60,8 @@ def register(subparsers: Any) -> None:
         "local",
         help="run a training script on this computer",
         description="Run SCRIPT with ARGS on this computer, detached from this terminal: "
-        "`uv run` when uv is on PATH, else Python. runctl's options go before SCRIPT.",
+        "`uv run` when uv is on PATH, else Python. runctl's options go before SCRIPT. "
+        "In the foreground, Ctrl-C detaches and the run goes on; `runctl stop RUN_ID` stops it.",
     )
     local.add_argument(
         "--resume-latest",
