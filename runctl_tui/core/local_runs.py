@@ -762,6 +762,72 @@ def launch_local_run(
     return run
 
 
+def strip_resume_args(config: Config, args: Sequence[str]) -> list[str]:
+    """`args` without a trailing resume flag that an earlier resume appended.
+
+    Args:
+        config: The effective configuration (`[local] resume_flag`).
+        args: A recorded run's arguments.
+
+    Returns:
+        The arguments the run was started with before any resume was added.
+    """
+    template = shlex.split(config.local.resume_flag)
+    if not any("{path}" in token for token in template):
+        template.append("{path}")
+    size = len(template)
+    if size == 0 or len(args) < size:
+        return list(args)
+    tail = args[len(args) - size :]
+    for token, arg in zip(template, tail, strict=True):
+        before, _, after = token.partition("{path}")
+        if "{path}" not in token:
+            if arg != token:
+                return list(args)
+        elif not (arg.startswith(before) and arg.endswith(after) and len(arg) > len(token) - 6):
+            return list(args)
+    return list(args[: len(args) - size])
+
+
+def resume_local_run(
+    config: Config,
+    run: Run,
+    checkpoint: str,
+    *,
+    registry: RunRegistry | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> Run:
+    """Start a recorded local run's script again from `checkpoint` (the dashboard's resume).
+
+    The new run gets the old one's working directory, checkpoint directory and arguments
+    (without the resume flag an earlier resume added), plus the resume flag for `checkpoint`.
+
+    Args:
+        config: The effective configuration.
+        run: The run to resume (it must have ended: it holds its checkpoint directory).
+        checkpoint: The checkpoint to resume from.
+        registry: The run registry; None: the default one.
+        on_warning: As for `launch_local_run`.
+
+    Returns:
+        The new run.
+    """
+    if run.backend is not Provider.LOCAL:
+        raise RunctlError(
+            f"run {run.id} ran on {run.backend.value} machine {run.machine}; resume it there"
+        )
+    return launch_local_run(
+        config,
+        run.script,
+        strip_resume_args(config, run.args),
+        checkpoint_dir=run.checkpoint_dir,
+        resume_from=checkpoint,
+        cwd=Path(run.cwd),
+        registry=registry,
+        on_warning=on_warning,
+    )
+
+
 # --- tracking and stopping -------------------------------------------------------------------
 
 

@@ -27,8 +27,10 @@ from runctl_tui.core.local_runs import (
     read_lock,
     reconcile,
     resume_args,
+    resume_local_run,
     run_is_alive,
     stop_run,
+    strip_resume_args,
     wait_for_exit,
 )
 from runctl_tui.core.models import MachineState, Provider, Run, RunStatus
@@ -572,3 +574,30 @@ def test_wrapper_is_in_its_own_session(project: Path, registry: RunRegistry) -> 
         wait_until(lambda: not run_is_alive(run))
     changed = reconcile(registry)
     assert [(r.id, r.status) for r in changed] == [(run.id, RunStatus.LOST)]
+
+
+def test_resume_local_run_reuses_the_run_without_stacking_resume_flags(
+    project: Path, registry: RunRegistry
+) -> None:
+    args = ["--sleep", "0", "--epochs", "1", "--steps-per-epoch", "6", "--checkpoint-every", "2"]
+    first = launch_local_run(Config(), str(DEMO), args, registry=registry)
+    assert finish(first) == 0
+    ckpts = project / "checkpoints"
+    second = resume_local_run(Config(), first, str(ckpts / "ckpt-step000004.json"))
+    assert finish(second) == 0
+    assert second.args == (*args, "--resume", str(ckpts / "ckpt-step000004.json"))
+    third = resume_local_run(Config(), second, str(ckpts / "ckpt-step000002.json"))
+    assert finish(third) == 0
+    assert third.args == (*args, "--resume", str(ckpts / "ckpt-step000002.json"))
+    assert (third.cwd, third.checkpoint_dir) == (first.cwd, first.checkpoint_dir)
+    assert "resumed from" in Path(third.log_path).read_text()
+
+
+def test_strip_resume_args_follows_the_configured_flag() -> None:
+    config = Config()
+    assert strip_resume_args(config, ["--lr", "1", "--resume", "/a/b.pt"]) == ["--lr", "1"]
+    assert strip_resume_args(config, ["--lr", "1"]) == ["--lr", "1"]
+    assert strip_resume_args(config, ["--resume"]) == ["--resume"]
+    config.local.resume_flag = "--ckpt_path={path}"
+    assert strip_resume_args(config, ["-x", "--ckpt_path=/c.ckpt"]) == ["-x"]
+    assert strip_resume_args(config, ["-x", "--other=/c.ckpt"]) == ["-x", "--other=/c.ckpt"]
