@@ -7,6 +7,7 @@ from runctl_tui.core.logs.text import (
     collapse_line,
     cut_utf8,
     has_controls,
+    is_transient,
     show_controls,
 )
 
@@ -78,7 +79,9 @@ class LineAssembler:
                 self.extend_partial(data)
                 return lines
             self.extend_partial(data[:first])
-            lines.append(self.flush_line())
+            line = self.flush_line()
+            if line is not None:
+                lines.append(line)
             data = data[first + 1 :]
         last = data.rfind(b"\n")
         if last == -1:
@@ -104,6 +107,8 @@ class LineAssembler:
         lines = text.split("\n")
         if "\r" in text or "\b" in text:
             lines = [collapse_line(s) if ("\r" in s or "\b" in s) else s for s in lines]
+        if "\x1b[" in text:
+            lines = [s for s in lines if not is_transient(s)]
         if has_controls(text):
             lines = [show_controls(s) if has_controls(s) else s for s in lines]
         limit = self.max_line_bytes
@@ -118,15 +123,20 @@ class LineAssembler:
         head = cut_utf8(raw, self.max_line_bytes).decode("utf-8", "replace")
         return head + TRUNCATION_MARKER.format(size=len(raw))
 
-    def flush_line(self) -> str:
-        """End the pending line (as a newline would) and return it; '' when nothing is pending."""
+    def flush_line(self) -> str | None:
+        """End the pending line (as a newline would).
+
+        Returns:
+            The line ('' when nothing was pending), or None when it was a nested progress
+            bar's transient row (see `is_transient`).
+        """
         text = _finish_text(bytes(self._state), self._dropped, self._had_cr)
         self._state = bytearray()
         self._dropped = 0
         self._after_cr = False
         self._had_cr = False
         self._active = False
-        return text
+        return None if is_transient(text) else text
 
     def skip(self, count: int) -> None:
         """Count `count` bytes of the pending line as read but not kept (lazy reads)."""

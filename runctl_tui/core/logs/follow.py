@@ -179,7 +179,10 @@ class _Follower:
 
     def _end_line(self) -> list[str]:
         """The pending line, ended because its file ended (truncated, rotated, deleted)."""
-        return [self.assembler.flush_line()] if self.assembler.has_partial else []
+        if not self.assembler.has_partial:
+            return []
+        line = self.assembler.flush_line()
+        return [] if line is None else [line]
 
     async def _drain(self) -> AsyncIterator[LogChunk]:
         assert self.fd is not None

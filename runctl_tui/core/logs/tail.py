@@ -14,7 +14,7 @@ from runctl_tui.core.logs.assembler import LineAssembler
 
 SCAN_BLOCK = 256 * 1024
 """Bytes read per step when scanning backwards for newlines."""
-MAX_SCAN_BYTES = 32 * 1024 * 1024
+MAX_SCAN_BYTES = 256 * 1024 * 1024
 """A line whose start is further back than this is shown from there (with a marker)."""
 BULK_READ_BYTES = 8 * 1024 * 1024
 """Up to this many bytes of tail are read in one go; beyond it, line by line."""
@@ -116,7 +116,9 @@ def read_tail(fd: int, span: TailSpan, assembler: LineAssembler) -> list[str]:
                 stop = span.end if span.partial else span.end - 1
             _read_line(fd, start, stop, assembler)
             if next_start <= span.end or not span.partial:
-                lines.append(assembler.flush_line())
+                line = assembler.flush_line()
+                if line is not None:
+                    lines.append(line)
     if span.cut_first and lines:
         lines[0] = CUT_START_MARKER + lines[0]
     return lines
@@ -146,8 +148,8 @@ def tail_lines(path: Path, n: int, *, max_line_bytes: int = 64 * 1024) -> list[s
         end = os.fstat(fd).st_size
         assembler = LineAssembler(max_line_bytes)
         lines = read_tail(fd, scan_tail(fd, end, n), assembler)
-        if assembler.has_partial:
-            lines.append(assembler.flush_line())
+        if assembler.has_partial and (last := assembler.flush_line()) is not None:
+            lines.append(last)
         return lines[-n:]
     finally:
         os.close(fd)

@@ -17,6 +17,10 @@ _ANSI_RE = re.compile(
 # C0 controls a terminal would act on (except TAB, ESC, BS and CR, handled elsewhere) and DEL.
 _CONTROL_RE = re.compile(r"[\x00-\x07\x0b-\x0c\x0e-\x1a\x1c-\x1f\x7f]+")
 
+# Cursor up (CUU, CPL): nested progress bars (tqdm `position=1`, Lightning's validation bar)
+# draw a row below, then move back up; a line that ends so is that row's transient state.
+_ENDS_CURSOR_UP_RE = re.compile(r"\x1b\[\d*[AF]$")
+
 TRUNCATION_MARKER = " … [line truncated: {size:,} bytes]"
 """Appended to a line cut for display; `size` is the line's full length in bytes."""
 
@@ -79,11 +83,13 @@ def collapse_carriage_returns(text: str) -> str:
         text: Raw text as a terminal would receive it (`\\n`-separated lines).
 
     Returns:
-        The same lines, each shown once in its final state.
+        The same lines, each shown once in its final state; rows of nested progress bars
+        (which end by moving the cursor up) are left out.
     """
-    if "\r" not in text and "\b" not in text:
+    if "\r" not in text and "\b" not in text and "\x1b[" not in text:
         return text
-    return "\n".join(collapse_line(line) for line in text.split("\n"))
+    lines = (collapse_line(line) for line in text.split("\n"))
+    return "\n".join(line for line in lines if not is_transient(line))
 
 
 def _control_picture(match: re.Match[str]) -> str:
@@ -108,6 +114,21 @@ def show_controls(text: str) -> str:
 def has_controls(text: str) -> bool:
     """Whether `text` holds control characters that `show_controls` would replace."""
     return _CONTROL_RE.search(text) is not None
+
+
+def is_transient(line: str) -> bool:
+    """Whether a collapsed line is a nested progress bar's row the cursor moved away from.
+
+    Such rows are overwritten on a terminal with each update; kept, a validation loop would
+    add one line per batch.
+
+    Args:
+        line: A line after `collapse_line`.
+
+    Returns:
+        True when the line ends by moving the cursor up.
+    """
+    return line.endswith(("A", "F")) and _ENDS_CURSOR_UP_RE.search(line) is not None
 
 
 def cut_utf8(data: bytes, limit: int) -> bytes:
