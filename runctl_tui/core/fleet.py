@@ -49,7 +49,9 @@ def aws_configured(config: Config, environ: Mapping[str, str] | None = None) -> 
     return bool(aws.region or aws.profile or aws.endpoint_url) or any(env.get(n) for n in _AWS_ENV)
 
 
-def configured_providers(config: Config, environ: Mapping[str, str] | None = None) -> list[Provider]:
+def configured_providers(
+    config: Config, environ: Mapping[str, str] | None = None
+) -> list[Provider]:
     """The providers the dashboard should show: local always, clouds when configured."""
     providers = [Provider.LOCAL]
     if runpod_configured(config):
@@ -117,10 +119,12 @@ class RunProgress:
     steps_per_second: float | None = None
     eta_seconds: float | None = None
     loss: float | None = None
-    last_step_at: float | None = None
-    """Epoch seconds when the step last advanced (for stall detection)."""
-    best_loss: float | None = None
-    """Lowest finite loss seen so far (for divergence detection)."""
+    last_point_at: float | None = None
+    """Epoch seconds when a new metric point last arrived."""
+    alert: str | None = None
+    """`diverged` or `stalled` when the metrics package raises an alert, else None."""
+    alert_message: str | None = None
+    """The alert's sentence (e.g. `loss is NaN at step 120`)."""
 
 
 @dataclass(frozen=True)
@@ -213,20 +217,9 @@ def compute_totals(machines: Iterable[Machine], now: float) -> FleetTotals:
     return FleetTotals(burn, estimate, today, unpriced)
 
 
-def _finite(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number
-
-
 _LOSS_NAMES = ("loss", "train_loss", "train/loss", "training_loss", "loss_step")
-
-
-def _series_of(tracker: Any) -> Mapping[str, Sequence[tuple[float | None, float]]]:
-    series = getattr(tracker, "series", None)
-    return series if isinstance(series, Mapping) else {}
+ALERT_WORDS = {"nonfinite": "diverged", "divergence": "diverged", "stall": "stalled"}
+"""The word a metrics alert puts in the machine's row."""
 
 
 @dataclass
@@ -234,30 +227,36 @@ class _ProgressState:
     tracker: Any
     samples: list[tuple[float, int]] = field(default_factory=list)
     last_step: int | None = None
-    last_step_at: float | None = None
-    best_loss: float | None = None
 
 
 class ProgressReader:
-    """Progress of runs, read incrementally from their logs by the metrics package.
+    """Progress of runs, read incrementally by the metrics package (`MetricsTracker`).
 
     Args:
+        config: `[monitor]` settings: extra regexes, stall and divergence thresholds.
         clock: Epoch-seconds clock (injectable for deterministic pictures).
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self._config = config
         self._clock = clock
         self._states: dict[str, _ProgressState] = {}
         self.unavailable: str | None = None
         """Why progress cannot be read (metrics package missing), else None."""
 
-    def _tracker_for(self, run: Run) -> _ProgressState | None:
+    def _state_for(self, run: Run) -> _ProgressState | None:
         state = self._states.get(run.id)
         if state is not None:
             return state
         try:
             metrics = importlib.import_module("runctl_tui.core.metrics")
-            tracker = metrics.MetricsTracker(Path(run.log_path))
+            log = Path(run.log_path)
+            tracker = metrics.MetricsTracker(
+                log.parent,
+                extra_paths=(log,),
+                patterns=tuple(self._config.monitor.metrics_regex),
+                clock=self._clock,
+            )
         except Exception as exc:
             self.unavailable = f"run progress unavailable: {_error_text(exc)}"
             return None
@@ -269,45 +268,53 @@ class ProgressReader:
         """Poll the run's metrics (blocking file I/O: call from a thread) and summarise.
 
         Args:
-            run: The run; its `log_path` is read.
+            run: The run; its folder (`log_path`'s parent) and log are read.
 
         Returns:
             The progress, or None when nothing is known yet.
         """
-        state = self._tracker_for(run)
+        state = self._state_for(run)
         if state is None:
             return None
         now = self._clock()
+        tracker = state.tracker
         try:
-            state.tracker.poll()
+            tracker.poll()
         except Exception as exc:
             _log.info("metrics of %s unreadable: %s", run.id, _error_text(exc))
-        series = _series_of(state.tracker)
+        series: Mapping[str, Any] = tracker.series
         step = _latest_step(series)
-        total = _total_steps(state.tracker, run)
-        loss: float | None = None
-        for name in _LOSS_NAMES:
-            points = series.get(name)
-            if points:
-                loss = _finite(points[-1][1])
-                for _, value in points[-50:]:
-                    number = _finite(value)
-                    if number is not None and math.isfinite(number):
-                        if state.best_loss is None or number < state.best_loss:
-                            state.best_loss = number
-                break
+        loss_series = _loss_series(series)
+        loss = loss_series.last if loss_series is not None else None
         if step is not None and step != state.last_step:
             state.last_step = step
-            state.last_step_at = now
             state.samples.append((now, step))
             del state.samples[:-20]
         rate = _rate(state.samples)
+        total = _total_steps(run)
         eta = None
         if rate and total is not None and step is not None and total > step:
             eta = (total - step) / rate
-        if step is None and loss is None:
+        alert: str | None = None
+        alert_message: str | None = None
+        try:
+            alerts = tracker.alerts(
+                divergence_factor=self._config.monitor.divergence_factor,
+                stall_seconds=self._config.monitor.stall_seconds,
+                running=run.status is RunStatus.RUNNING,
+                now=now,
+            )
+        except Exception as exc:
+            _log.info("metrics alerts of %s failed: %s", run.id, _error_text(exc))
+            alerts = []
+        if alerts:
+            alert = ALERT_WORDS.get(alerts[0].kind, alerts[0].kind)
+            alert_message = alerts[0].message
+        if step is None and loss is None and alert is None:
             return None
-        return RunProgress(step, total, rate, eta, loss, state.last_step_at, state.best_loss)
+        return RunProgress(
+            step, total, rate, eta, loss, tracker.last_point_at, alert, alert_message
+        )
 
     def forget(self, keep: Iterable[str]) -> None:
         """Drop trackers of runs not in `keep` (bounded memory over days)."""
@@ -317,25 +324,30 @@ class ProgressReader:
                 del self._states[run_id]
 
 
-def _latest_step(series: Mapping[str, Sequence[tuple[float | None, float]]]) -> int | None:
+def _loss_series(series: Mapping[str, Any]) -> Any | None:
+    for name in _LOSS_NAMES:
+        if name in series and len(series[name]):
+            return series[name]
+    for name, found in series.items():
+        lowered = name.lower()
+        if "loss" in lowered and not lowered.startswith(("val", "eval", "test")) and len(found):
+            return found
+    return None
+
+
+def _latest_step(series: Mapping[str, Any]) -> int | None:
     best: int | None = None
-    for points in series.values():
-        if points and points[-1][0] is not None:
-            value = _finite(points[-1][0])
-            if value is not None and math.isfinite(value):
-                step = int(value)
-                best = step if best is None else max(best, step)
+    for found in series.values():
+        value = getattr(found, "last_step", None)
+        if value is not None and math.isfinite(value) and getattr(found, "name", "") != "epoch":
+            step = int(value)
+            best = step if best is None else max(best, step)
     return best
 
 
-def _total_steps(tracker: Any, run: Run) -> int | None:
-    for name in ("total_steps", "total", "max_steps"):
-        value = getattr(tracker, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    args = list(run.args)
-    for flag in ("--steps", "--max-steps", "--max_steps", "--total-steps"):
-        for index, arg in enumerate(args):
+def _flag_value(args: Sequence[str], flags: tuple[str, ...]) -> int | None:
+    for index, arg in enumerate(args):
+        for flag in flags:
             text = None
             if arg == flag and index + 1 < len(args):
                 text = args[index + 1]
@@ -343,6 +355,19 @@ def _total_steps(tracker: Any, run: Run) -> int | None:
                 text = arg.split("=", 1)[1]
             if text is not None and text.isdigit():
                 return int(text)
+    return None
+
+
+def _total_steps(run: Run) -> int | None:
+    """Total steps where the run's arguments say (`--max-steps`, or epochs x steps per epoch)."""
+    args = list(run.args)
+    total = _flag_value(args, ("--steps", "--max-steps", "--max_steps", "--total-steps"))
+    if total:
+        return total
+    epochs = _flag_value(args, ("--epochs", "--num-epochs", "--num_train_epochs"))
+    per_epoch = _flag_value(args, ("--steps-per-epoch", "--steps_per_epoch"))
+    if epochs and per_epoch:
+        return epochs * per_epoch
     return None
 
 
@@ -377,20 +402,31 @@ class Fleet:
     ) -> None:
         self.config = config
         self.clock = clock
-        if backends is None:
-            built, errors = build_backends(config, environ)
-        else:
-            built, errors = dict(backends), {}
-        self.backends: dict[Provider, Backend] = built
-        self.snapshots: dict[Provider, ProviderSnapshot] = {
-            provider: ProviderSnapshot(provider, error=errors.get(provider))
-            for provider in [*built, *errors]
-        }
+        self._environ = environ
+        self.backends: dict[Provider, Backend] = {}
+        self.snapshots: dict[Provider, ProviderSnapshot] = {}
+        self.built = False
+        """Whether the backends exist yet (`build()` makes them; pass `backends` to skip it)."""
+        if backends is not None:
+            self._install(dict(backends), {})
         self.registry = registry if registry is not None else RunRegistry()
         self.runs: list[Run] = []
         self.runs_error: str | None = None
-        self.progress = ProgressReader(clock)
+        self.progress = ProgressReader(config, clock)
         self._progress: dict[str, RunProgress] = {}
+
+    def _install(self, backends: dict[Provider, Backend], errors: dict[Provider, str]) -> None:
+        self.backends = backends
+        self.snapshots = {
+            provider: ProviderSnapshot(provider, error=errors.get(provider))
+            for provider in [*backends, *errors]
+        }
+        self.built = True
+
+    def build(self) -> None:
+        """Build the configured backends (imports SDKs: call from a thread, not the UI loop)."""
+        backends, errors = build_backends(self.config, self._environ)
+        self._install(backends, errors)
 
     @property
     def providers(self) -> list[Provider]:
@@ -450,7 +486,11 @@ class Fleet:
         for machine_key, run in newest.items():
             if machine_key not in shown or run.backend is not Provider.LOCAL:
                 continue
-            found = self.progress.read(run)
+            try:
+                found = self.progress.read(run)
+            except Exception as exc:
+                _log.warning("progress of %s unreadable: %s", run.id, _error_text(exc))
+                continue
             if found is not None:
                 progress[run.id] = found
         self.progress.forget(progress)

@@ -7,7 +7,6 @@ events into notifications and a terminal bell (`[ui] bell`), and shows its flags
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -59,14 +58,11 @@ def _run_event(row: FleetRow, before: RunStatus | None) -> FleetEvent | None:
 class EventDetector:
     """Turns successive fleet states into events and per-row flags.
 
-    Args:
-        stall_seconds: A running run whose step has not advanced for this long is stalled.
-        divergence_factor: A loss above this multiple of the best loss so far is diverging.
+    Divergence and stalls come from the metrics package's alerts (`RunProgress.alert`); this
+    class only notices when they, a run's status or a machine's state change.
     """
 
-    def __init__(self, stall_seconds: float, divergence_factor: float) -> None:
-        self.stall_seconds = stall_seconds
-        self.divergence_factor = divergence_factor
+    def __init__(self) -> None:
         self._runs: dict[str, tuple[str, RunStatus]] = {}
         self._states: dict[str, MachineState] = {}
         self.flags: dict[str, str] = {}
@@ -79,16 +75,7 @@ class EventDetector:
         run, progress = row.run, row.progress
         if run is None or run.status is not RunStatus.RUNNING or progress is None:
             return None
-        loss = progress.loss
-        if loss is not None and not math.isfinite(loss):
-            return "diverged"
-        best = progress.best_loss
-        if loss is not None and best is not None and best > 0:
-            if loss > self.divergence_factor * best:
-                return "diverged"
-        if progress.last_step_at is not None and now - progress.last_step_at > self.stall_seconds:
-            return "stalled"
-        return None
+        return progress.alert
 
     def update(self, rows: Sequence[FleetRow], now: float) -> list[FleetEvent]:
         """Compare with the previous update.
@@ -131,9 +118,13 @@ class EventDetector:
                 flags[key] = flag
                 if self._primed and self.flags.get(key) != flag and flag != "spot interrupted":
                     run_id = row.run.id if row.run else "?"
+                    why = row.progress.alert_message if row.progress else None
                     events.append(
                         FleetEvent(
-                            key, flag, f"Run {run_id} on {_label(row)} looks {flag}.", "warning"
+                            key,
+                            flag,
+                            f"Run {run_id} on {_label(row)} {flag}" + (f": {why}." if why else "."),
+                            "warning",
                         )
                     )
             if row.run is not None:

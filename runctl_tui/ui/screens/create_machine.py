@@ -85,7 +85,9 @@ class CreateMachineScreen(ModalScreen[CreateSpec | None]):
 
     def __init__(self, backends: Mapping[Provider, Backend], config: Config) -> None:
         super().__init__()
-        self.backends = {p: b for p, b in backends.items() if p is not Provider.LOCAL}
+        self.backends: dict[Provider, Backend] = {
+            p: b for p, b in backends.items() if p is not Provider.LOCAL
+        }
         self.config = config
         self.offers: dict[Provider, list[GpuOffer]] = {}
         self.offer_errors: dict[Provider, str] = {}

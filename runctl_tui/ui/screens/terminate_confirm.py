@@ -63,9 +63,7 @@ class TerminateConfirmScreen(ModalScreen[bool]):
                 id="terminate-summary",
             )
             yield Static(
-                "checking for checkpoints still on the machine…"
-                if self.check_checkpoints
-                else "",
+                "checking for checkpoints still on the machine…" if self.check_checkpoints else "",
                 id="terminate-checkpoints",
                 classes="dialog-note",
             )

@@ -24,10 +24,10 @@ def freshness(snapshot: ProviderSnapshot, now: float, interval: float) -> tuple[
         (`✓`, `… 3m old`, `✗ error`, `… waiting`) and a style name.
     """
     if snapshot.error is not None:
-        age = ""
+        stale = ""
         if snapshot.fetched_at is not None:
-            age = f", data {fmt_duration(now - snapshot.fetched_at)} old"
-        return f"✗ error{age}", "bold red"
+            stale = f", data {fmt_duration(now - snapshot.fetched_at)} old"
+        return f"✗ error{stale}", "bold red"
     if snapshot.fetched_at is None:
         return "… waiting", "yellow"
     age = now - snapshot.fetched_at
@@ -100,6 +100,10 @@ class HeaderBar(Static):
             readonly: Whether the dashboard is readonly.
         """
         text = header_text(totals, snapshots, now, interval, readonly)
-        if self._shown is None or text.plain != self._shown.plain or text.spans != self._shown.spans:
+        if (
+            self._shown is None
+            or text.plain != self._shown.plain
+            or text.spans != self._shown.spans
+        ):
             self._shown = text
             self.update(text)

@@ -230,7 +230,7 @@ class MachinesTable(DataTable[Any]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
-        Binding("o", "cycle_sort", "Sort"),
+        Binding("o", "cycle_sort", "Sort", show=False),
         Binding("O", "reverse_sort", "Reverse sort", show=False),
     ]
 
@@ -257,9 +257,7 @@ class MachinesTable(DataTable[Any]):
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
-        super().__init__(
-            cursor_type="row", zebra_stripes=False, name=name, id=id, classes=classes
-        )
+        super().__init__(cursor_type="row", zebra_stripes=False, name=name, id=id, classes=classes)
         self._compact = compact
         self._rows: list[FleetRow] = []
         self._flags: dict[str, str] = {}
@@ -387,7 +385,7 @@ class MachinesTable(DataTable[Any]):
                 old = self._shown_cells.get(key, {})
                 for column_key, value in cells.items():
                     if old.get(column_key) != value:
-                        self.update_cell(key, column_key, value)
+                        self.update_cell(key, column_key, value, update_width=True)
                 self._shown_cells[key] = cells
         self._sync_selection()
 

@@ -1,0 +1,126 @@
+"""The lower panes (log, checkpoints, metrics): their containers, their widgets, what they follow.
+
+Each widget comes from its own module (written with the logs, checkpoints and metrics work); a
+widget that cannot be imported becomes an honest "not available" note instead of breaking the
+dashboard.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.containers import Vertical
+from textual.widget import Widget
+from textual.widgets import Static
+
+from runctl_tui.core.config import Config
+from runctl_tui.core.fleet import FleetRow
+from runctl_tui.core.models import Provider, Run
+from runctl_tui.core.secrets import scrub
+
+
+class Pane(Vertical):
+    """A bordered pane that `z` can zoom to the whole screen."""
+
+    ALLOW_MAXIMIZE: ClassVar[bool | None] = True
+
+
+@dataclass(frozen=True)
+class PaneSpec:
+    """One of the lower panes."""
+
+    key: str
+    title: str
+    module: str
+    widget_class: str
+
+
+LOWER_PANES: tuple[PaneSpec, ...] = (
+    PaneSpec("log", "Log", "log_view", "LogView"),
+    PaneSpec("checkpoints", "Checkpoints", "checkpoint_browser", "CheckpointBrowser"),
+    PaneSpec("metrics", "Metrics", "metrics_panel", "MetricsPanel"),
+)
+
+
+def make_pane_widget(spec: PaneSpec, config: Config) -> Widget:
+    """The pane's widget, or a note saying why it is not available.
+
+    Args:
+        spec: Which pane.
+        config: Passed to widgets that take it.
+
+    Returns:
+        The widget, with id `<key>-widget`.
+    """
+    widget_id = f"{spec.key}-widget"
+    try:
+        module = importlib.import_module(f"runctl_tui.ui.widgets.{spec.module}")
+        cls = getattr(module, spec.widget_class)
+    except Exception as exc:
+        return Static(
+            f"{spec.title} pane not available in this build: {scrub(str(exc))}",
+            id=widget_id,
+            classes="pane-missing",
+        )
+    try:
+        widget: Widget = cls(config=config, id=widget_id)
+    except TypeError:
+        widget = cls(id=widget_id)
+    return widget
+
+
+def run_paths(run: Run) -> tuple[Path, Path, Path]:
+    """A local run's log file, run folder and checkpoint folder (absolute).
+
+    Args:
+        run: A run recorded on this computer.
+
+    Returns:
+        (log, run folder, checkpoint folder).
+    """
+    log = Path(run.log_path).expanduser()
+    checkpoint = Path(run.checkpoint_dir).expanduser()
+    if not checkpoint.is_absolute():
+        checkpoint = Path(run.cwd) / checkpoint
+    return log, log.parent, checkpoint
+
+
+def log_source_for(row: FleetRow, config: Config) -> tuple[Any | None, str]:
+    """The log source to follow for a row's run, and a sentence for the pane.
+
+    Args:
+        row: The selected machine and its run.
+        config: For the polling interval.
+
+    Returns:
+        (source or None, description or the reason there is no log).
+    """
+    run = row.run
+    if run is None:
+        return None, f"no run recorded on {row.machine.name or row.machine.id}"
+    if run.backend is Provider.LOCAL:
+        try:
+            logs = importlib.import_module("runctl_tui.core.logs")
+            source = logs.FileLogSource(
+                Path(run.log_path), poll_interval=config.monitor.log_poll_seconds
+            )
+        except Exception as exc:
+            return None, f"log tail not available: {scrub(str(exc))}"
+        return source, run.log_path
+    ssh = row.machine.ssh
+    if ssh is None:
+        return None, "the machine has no SSH endpoint yet; the log appears once it has one"
+    if ssh.interactive_only:
+        return None, "this pod only offers RunPod's interactive SSH proxy; expose TCP port 22"
+    for module_name in ("runctl_tui.core.ssh", "runctl_tui.core.remote_runs"):
+        try:
+            module = importlib.import_module(module_name)
+        except Exception:
+            continue
+        cls = getattr(module, "RemoteFileLogSource", None)
+        if cls is not None:
+            return cls(ssh, run.log_path), f"{ssh.host}:{run.log_path}"
+    return None, "remote log tail not available in this build"
