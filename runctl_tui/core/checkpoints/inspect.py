@@ -82,6 +82,10 @@ def inspect_checkpoint(path: Path) -> CheckpointInfo:
         info.refused = info.refused or exc.refused
     except OSError as exc:
         info.error = f"cannot read: {exc.strerror or exc}"
+    except Exception as exc:
+        # A damaged file can trip any parser in ways no list of exceptions foresees; it is
+        # reported as unreadable, never allowed to crash the listing or the dashboard.
+        info.error = f"corrupt: {type(exc).__name__}: {exc}"[:300]
     return info
 
 

@@ -45,7 +45,7 @@ def _member_json(archive: zipfile.ZipFile, name: str, *, required: bool) -> dict
     try:
         with archive.open(info) as member:
             document = json.loads(member.read().decode("utf-8"))
-    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
         raise CheckpointReadError(f"corrupt {name} in the Keras archive: {exc}") from None
     return document if isinstance(document, dict) else {}
 

@@ -15,6 +15,7 @@ by `ScalarReader` at a known offset.
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import pickle
 import struct
@@ -456,6 +457,12 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         """Return our stand-in for `module.name`, or a `Refused` maker; never import anything."""
+        # Protocol-2 pickles spell Python 3 names the Python 2 way (`__builtin__.eval`,
+        # `commands.call` for subprocess.call); translate so reports name the real target.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         allowed = _ALLOWED.get((module, name))
         if allowed is not None:
             return allowed
@@ -549,7 +556,7 @@ def _read_zip(handle: IO[bytes]) -> TorchPickle:
         raise CheckpointReadError(
             "truncated: zip central directory missing (the file was cut short or is still being written)"
         ) from None
-    except (OSError, ValueError, struct.error) as exc:
+    except (OSError, ValueError, struct.error, NotImplementedError, EOFError) as exc:
         raise CheckpointReadError(f"corrupt zip archive: {exc}") from None
     with archive:
         names = archive.namelist()
@@ -584,7 +591,7 @@ def _read_member(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
             return member.read(limit)
     except zipfile.BadZipFile as exc:
         raise CheckpointReadError(f"corrupt zip archive: {exc} ({name})") from None
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
         raise CheckpointReadError(f"truncated or corrupt zip member {name}: {exc}") from None
 
 
@@ -609,6 +616,8 @@ def _unpickle(stream: IO[bytes], byteorder: str = "little") -> tuple[Any, Restri
             raise CheckpointReadError(
                 refusal_message(unpickler.refused), unpickler.refused
             ) from None
+        if "truncated" in str(exc):
+            raise CheckpointReadError("truncated: the pickle ends before its STOP opcode") from None
         raise CheckpointReadError(f"corrupt pickle: {type(exc).__name__}: {exc}"[:300]) from None
     return obj, unpickler
 
@@ -637,7 +646,7 @@ def _read_legacy(handle: IO[bytes]) -> TorchPickle:
             raise CheckpointReadError(
                 "truncated: the legacy file ends before its storage list (it was cut short)"
             ) from None
-    return TorchPickle(
+    parsed = TorchPickle(
         obj,
         "torch-legacy",
         unpickler.refused,
@@ -646,6 +655,35 @@ def _read_legacy(handle: IO[bytes]) -> TorchPickle:
         legacy_data_offset=data_offset,
         legacy_keys=keys,
     )
+    _check_legacy_length(handle, parsed)
+    return parsed
+
+
+def _check_legacy_length(handle: IO[bytes], parsed: TorchPickle) -> None:
+    """Walk the storage records by seeking (8-byte counts only) to see the file is whole."""
+    if parsed.legacy_data_offset is None:
+        return
+    order = "<" if parsed.byteorder == "little" else ">"
+    handle.seek(0, 2)
+    file_size = handle.tell()
+    position = parsed.legacy_data_offset
+    for key in parsed.legacy_keys:
+        handle.seek(position)
+        raw = handle.read(8)
+        if len(raw) != 8:
+            raise CheckpointReadError(
+                f"truncated: storage {key} should start at byte {position} but the file has "
+                f"{file_size} bytes"
+            )
+        (count,) = struct.unpack(order + "q", raw)
+        storage = parsed.storages.get(key)
+        element = DTYPES.get(storage.dtype, (1, None))[0] if storage else 1
+        position += 8 + count * element
+    if position > file_size:
+        raise CheckpointReadError(
+            f"truncated: storage data should end at byte {position} but the file has "
+            f"{file_size} bytes"
+        )
 
 
 def _read_plain_pickle(handle: IO[bytes]) -> TorchPickle:
