@@ -116,7 +116,9 @@ class AwsConfig:
     )
     remote_dir: str = _key("~/project", "Where `train` syncs the project on an instance.")
     ssh_host_overrides: dict[str, str] = _key(
-        {}, "Map an instance id or IP to host[:port] for SSH (tunnels, bastions, tests)."
+        {},
+        "Map an instance id or IP (or `*` for every instance) to host[:port] for SSH "
+        "(tunnels, bastions, tests).",
     )
     agent_python: str = _key(
         "python3", "Python (with boto3) on instances that runs the S3 and spot-watcher agents."
@@ -128,6 +130,9 @@ class AwsConfig:
     )
     wait_timeout_seconds: float = _key(
         900.0, "How long `create --wait` waits for `running` and for SSH to answer."
+    )
+    agent_poll_seconds: float = _key(
+        5.0, "How often the agents on an instance poll for spot notices and new checkpoints."
     )
 
 
