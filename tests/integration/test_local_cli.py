@@ -126,8 +126,13 @@ def test_background_prints_the_id_and_runs_lists_it(project: Path) -> None:
     assert run_id in table.stdout and "succeeded" in table.stdout
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGHUP"])
-def test_run_survives_the_death_of_its_launcher(project: Path, how: str) -> None:
+@pytest.mark.parametrize(
+    ("how", "launcher_code"), [("SIGKILL", -9), ("SIGHUP", -1), ("SIGINT", 130)]
+)
+def test_run_survives_the_death_of_its_launcher(
+    project: Path, how: str, launcher_code: int
+) -> None:
+    """Killing runctl, a hang-up, or Ctrl-C in the foreground never stops the training."""
     (project / "train.py").write_text(
         "import os, time\n"
         "print('waiting', flush=True)\n"
@@ -153,7 +158,10 @@ def test_run_survives_the_death_of_its_launcher(project: Path, how: str) -> None
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
-    assert launcher.returncode == -getattr(signal, how)
+    assert launcher.returncode == launcher_code
+    if how == "SIGINT":
+        assert launcher.stderr is not None
+        assert f"detached from run {run.id}" in launcher.stderr.read().decode()
     assert run_is_alive(run)
     assert registry.get(run.id).status is RunStatus.RUNNING
     (project / "release").write_text("")
