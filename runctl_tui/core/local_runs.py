@@ -957,6 +957,9 @@ def stop_run(
         )
     if run.status.is_final:
         raise RunctlError(f"run {run_id} has already ended ({run.status.value}); nothing to stop")
+    if not run_is_alive(run):
+        ended = _finalise(registry, run)
+        raise RunctlError(f"run {run_id} has already ended ({ended.status.value}); nothing to stop")
     run_dir = run_dir_of(run)
     try:
         (run_dir / STOP_NAME).write_text(f"{time.time()}\n", encoding="utf-8")
@@ -964,8 +967,6 @@ def stop_run(
         raise RunctlError(
             f"cannot write to the run folder {run_dir} ({exc.strerror}); fix its permissions"
         ) from exc
-    if not run_is_alive(run):
-        return _finalise(registry, run)
     assert run.pid is not None
     wait = config.local.stop_grace_seconds if grace is None else grace
     how = ""

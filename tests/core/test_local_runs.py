@@ -281,6 +281,31 @@ def test_a_live_process_with_another_start_time_is_not_the_run(
     assert [(r.id, r.status) for r in changed] == [("fake-run-id", RunStatus.LOST)]
 
 
+def test_process_start_time_is_when_the_process_started() -> None:
+    before = time.time()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        start = process_start_time(proc.pid)
+        assert start is not None
+        assert before - 1.5 <= start <= time.time() + 1.5
+        assert process_start_time(os.getpid()) != start
+    finally:
+        proc.kill()
+        proc.wait()
+    assert process_start_time(proc.pid) is None
+
+
+def test_stopping_a_run_that_already_ended_keeps_its_real_status(
+    project: Path, registry: RunRegistry
+) -> None:
+    write(project / "works.py", "print('fine')\n")
+    run = launch_local_run(Config(), "works.py", [], registry=registry)
+    assert finish(run) == 0
+    with pytest.raises(RunctlError, match="already ended \\(succeeded\\)"):
+        stop_run(Config(), run.id, registry=registry)
+    assert registry.get(run.id).status is RunStatus.SUCCEEDED
+
+
 def test_zombies_count_as_ended() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     wait_until(lambda: Path(f"/proc/{proc.pid}/stat").read_text().split(") ")[1][0] == "Z")
