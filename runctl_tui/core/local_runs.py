@@ -885,8 +885,8 @@ def reconcile(registry: RunRegistry) -> list[Run]:
         The runs whose status changed, as now recorded.
     """
     changed = []
-    for run in registry.list(Provider.LOCAL):
-        if run.status is not RunStatus.RUNNING or run.machine != MACHINE_ID:
+    for run in registry.list(Provider.LOCAL, status=RunStatus.RUNNING):
+        if run.machine != MACHINE_ID:
             continue
         if run_is_alive(run):
             continue

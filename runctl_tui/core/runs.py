@@ -142,6 +142,7 @@ class RunRegistry:
             conn.execute(
                 "CREATE INDEX IF NOT EXISTS runs_machine ON runs (backend, machine, started DESC)"
             )
+            conn.execute("CREATE INDEX IF NOT EXISTS runs_status ON runs (status)")
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -192,23 +193,31 @@ class RunRegistry:
             )
         return _from_row(row)
 
-    def list(self, backend: Provider | None = None) -> builtins.list[Run]:
+    def list(
+        self, backend: Provider | None = None, *, status: RunStatus | None = None
+    ) -> builtins.list[Run]:
         """Recorded runs, newest first.
 
         Args:
             backend: Only runs of this provider; None: all.
+            status: Only runs in this status (e.g. the running ones reconcile checks).
 
         Returns:
             The runs, ordered by start time, newest first.
         """
+        where: builtins.list[str] = []
+        params: builtins.list[str] = []
+        if backend is not None:
+            where.append("backend = ?")
+            params.append(Provider(backend).value)
+        if status is not None:
+            where.append("status = ?")
+            params.append(RunStatus(status).value)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
         with self._connect() as conn:
-            if backend is None:
-                rows = conn.execute("SELECT * FROM runs ORDER BY started DESC, id DESC").fetchall()
-            else:
-                rows = conn.execute(
-                    "SELECT * FROM runs WHERE backend = ? ORDER BY started DESC, id DESC",
-                    (Provider(backend).value,),
-                ).fetchall()
+            rows = conn.execute(
+                f"SELECT * FROM runs {clause}ORDER BY started DESC, id DESC", params
+            ).fetchall()
         return [_from_row(row) for row in rows]
 
     def update(self, run_id: str, **changes: Any) -> Run:

@@ -70,6 +70,10 @@ def test_list_newest_first_and_filtered_by_backend(tmp_path: Path) -> None:
     assert [r.id for r in registry.list()] == ["new", "pod", "old"]
     assert [r.id for r in registry.list(Provider.LOCAL)] == ["new", "old"]
     assert [r.id for r in registry.list(Provider.AWS)] == []
+    registry.update("old", status=RunStatus.FAILED)
+    assert [r.id for r in registry.list(status=RunStatus.RUNNING)] == ["new", "pod"]
+    assert [r.id for r in registry.list(Provider.LOCAL, status=RunStatus.RUNNING)] == ["new"]
+    assert [r.id for r in registry.list(Provider.LOCAL, status=RunStatus.FAILED)] == ["old"]
 
 
 def test_update_changes_only_named_fields(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import asyncio
 import os
 import platform
 import shutil
-import time
 
 from runctl_tui.core.config import Config
 from runctl_tui.core.errors import RunctlError
@@ -128,7 +127,6 @@ class LocalBackend:
                 tags={
                     "os": f"{platform.system()} {platform.release()}",
                     "cpus": str(os.cpu_count() or 0),
-                    "checked": time.strftime("%H:%M:%S"),
                 },
             )
         ]
