@@ -18,9 +18,8 @@ from textual import work
 from runctl_tui.core.config import Config
 from runctl_tui.core.errors import RunctlError
 from runctl_tui.core.fleet import Fleet, FleetRow, is_running
-from runctl_tui.core.models import CreateSpec, Machine, MachineState, Provider
+from runctl_tui.core.models import CreateSpec, Machine, MachineState, Provider, Run
 from runctl_tui.core.session_state import SessionState
-from runctl_tui.ui.panes import run_paths
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -249,7 +248,7 @@ class FleetActions:
                 return
             self.session.train = request.values
             self.save_session()
-            self._launch(request.script, request.args, request.checkpoint_dir, None, None)
+            self._launch(request.script, request.args, request.checkpoint_dir)
 
         self.app.push_screen(TrainFormScreen(_label(row.machine), self.session.train), done)
 
@@ -273,8 +272,7 @@ class FleetActions:
                 "Select a checkpoint in the checkpoint pane (`2`) first.", severity="warning"
             )
             return
-        _, _, checkpoint_dir = run_paths(run)
-        self._launch(run.script, run.args, str(checkpoint_dir), str(checkpoint), Path(run.cwd))
+        self._resume(run, str(checkpoint))
 
     def _selected_checkpoint(self) -> Path | None:
         widget = self._pane_widget("checkpoints")
@@ -287,32 +285,34 @@ class FleetActions:
                 return Path(path)
         return None
 
+    @work(group="launch", exit_on_error=False, name="resume run", thread=True)
+    def _resume(self, run: Run, checkpoint: str) -> None:
+        local_runs = importlib.import_module("runctl_tui.core.local_runs")
+        try:
+            new = local_runs.resume_local_run(self.config, run, checkpoint)
+        except RunctlError as exc:
+            self.app.call_from_thread(
+                self.app.notify, str(exc), title="not resumed", severity="error", timeout=15
+            )
+            return
+        self.app.call_from_thread(
+            self.app.notify, f"Run {new.id} resumed from {Path(checkpoint).name}.", title="run"
+        )
+        self.app.call_from_thread(self.refresh_runs_soon)
+
     @work(group="launch", exit_on_error=False, name="start run", thread=True)
-    def _launch(
-        self,
-        script: str,
-        args: tuple[str, ...],
-        checkpoint_dir: str | None,
-        resume_from: str | None,
-        cwd: Path | None,
-    ) -> None:
+    def _launch(self, script: str, args: tuple[str, ...], checkpoint_dir: str | None) -> None:
         local_runs = importlib.import_module("runctl_tui.core.local_runs")
         try:
             run = local_runs.launch_local_run(
-                self.config,
-                script,
-                list(args),
-                checkpoint_dir=checkpoint_dir,
-                resume_from=resume_from,
-                cwd=cwd,
+                self.config, script, list(args), checkpoint_dir=checkpoint_dir
             )
         except RunctlError as exc:
             self.app.call_from_thread(
                 self.app.notify, str(exc), title="not started", severity="error", timeout=15
             )
             return
-        what = f"resumed from {Path(resume_from).name}" if resume_from else "started"
         self.app.call_from_thread(
-            self.app.notify, f"Run {run.id} {what} at {time.strftime('%H:%M:%S')}.", title="run"
+            self.app.notify, f"Run {run.id} started at {time.strftime('%H:%M:%S')}.", title="run"
         )
         self.app.call_from_thread(self.refresh_runs_soon)

@@ -37,8 +37,8 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(self.title_text, classes="dialog-title")
             yield Static(self.detail)
             with Horizontal(classes="dialog-buttons"):
-                yield Button(self.confirm_label, id="confirm", variant="warning")
-                yield Button("Cancel", id="cancel")
+                yield Button(self.confirm_label, id="confirm", variant="warning", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
@@ -104,24 +104,20 @@ class CreateMachineScreen(ModalScreen[CreateSpec | None]):
                     classes="dialog-error",
                 )
                 with Horizontal(classes="dialog-buttons"):
-                    yield Button("Close", id="cancel")
+                    yield Button("Close", id="cancel", compact=True)
                 return
             first = providers[0]
-            with VerticalScroll(classes="dialog-body"):
-                yield Label("Provider")
-                yield Select(
-                    [(p.value, p) for p in providers],
-                    value=first,
-                    allow_blank=False,
-                    id="provider",
-                )
-                yield Label("GPU / instance type")
-                yield Select[str]([], prompt="loading offers…", id="offer")
-                yield Static("", id="offer-status", classes="dialog-note")
+            with Vertical(classes="dialog-body"):
                 with Horizontal(classes="dialog-row"):
                     with Vertical():
-                        yield Label("GPUs per pod")
-                        yield Input("1", id="count", type="integer")
+                        yield Label("Provider")
+                        yield Select(
+                            [(p.value, p) for p in providers],
+                            value=first,
+                            allow_blank=False,
+                            id="provider",
+                            compact=True,
+                        )
                     with Vertical():
                         yield Label("Tier")
                         yield Select(
@@ -129,20 +125,29 @@ class CreateMachineScreen(ModalScreen[CreateSpec | None]):
                             value=self._default_spot(first),
                             allow_blank=False,
                             id="tier",
+                            compact=True,
                         )
-                yield Label("Image (RunPod) / AMI (AWS); empty: the config default")
-                yield Input(self._default_image(first), id="image")
+                yield Label("GPU / instance type")
+                yield Select[str]([], prompt="loading offers…", id="offer", compact=True)
+                yield Static("", id="offer-status", classes="dialog-note")
                 with Horizontal(classes="dialog-row"):
                     with Vertical():
+                        yield Label("GPUs per pod")
+                        yield Input("1", id="count", type="integer", compact=True)
+                    with Vertical():
                         yield Label("Disk GB")
-                        yield Input(str(self._default_disk(first)), id="disk", type="integer")
+                        yield Input(
+                            str(self._default_disk(first)), id="disk", type="integer", compact=True
+                        )
                     with Vertical():
                         yield Label("Name")
-                        yield Input("", id="name", placeholder="runctl-…")
+                        yield Input("", id="name", placeholder="runctl-…", compact=True)
+                yield Label("Image (RunPod) / AMI (AWS); empty: the config default")
+                yield Input(self._default_image(first), id="image", compact=True)
             yield Static("choose a GPU / instance type", id="create-price", classes="dialog-price")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Create", id="confirm", variant="primary", disabled=True)
-                yield Button("Cancel", id="cancel")
+                yield Button("Create", id="confirm", variant="primary", disabled=True, compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
 
     def _default_spot(self, provider: Provider) -> bool:
         if provider is Provider.RUNPOD:

@@ -115,7 +115,7 @@ class DashboardScreen(FleetActions, Screen[None]):
         yield HeaderBar(id="header")
         with Vertical(id="body"):
             with Pane(id="machines-pane", classes="pane"):
-                yield Input(placeholder="filter machines (esc clears)", id="filter")
+                yield Input(placeholder="filter machines (esc clears)", id="filter", compact=True)
                 yield MachinesTable(id="machines")
             yield Tabs(
                 *(Tab(f"{i} {s.title}", id=f"tab-{s.key}") for i, s in enumerate(LOWER_PANES, 1)),

@@ -68,10 +68,12 @@ class TerminateConfirmScreen(ModalScreen[bool]):
                 classes="dialog-note",
             )
             yield Label(f"Type {self.expected} to confirm")
-            yield Input("", id="terminate-name", placeholder=self.expected)
+            yield Input("", id="terminate-name", placeholder="machine name", compact=True)
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Terminate", id="confirm", variant="error", disabled=True)
-                yield Button("Cancel", id="cancel")
+                yield Button(
+                    "Terminate", id="confirm", variant="error", disabled=True, compact=True
+                )
+                yield Button("Cancel", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#terminate-name", Input).focus()

@@ -66,15 +66,20 @@ class TrainFormScreen(ModalScreen[TrainRequest | None]):
         with Vertical(id="train-dialog", classes="dialog"):
             yield Static(f"Start training on {self.machine_label}", classes="dialog-title")
             yield Label("Script (path relative to the current folder)")
-            yield Input(self.last.script, id="script", placeholder="train.py")
+            yield Input(self.last.script, id="script", placeholder="train.py", compact=True)
             yield Label("Arguments (shell quoting)")
-            yield Input(self.last.args, id="args", placeholder="--epochs 3 --lr 3e-4")
+            yield Input(self.last.args, id="args", placeholder="--epochs 3 --lr 3e-4", compact=True)
             yield Label("Checkpoint folder; empty: the config default")
-            yield Input(self.last.checkpoint_dir, id="checkpoint-dir", placeholder="checkpoints")
+            yield Input(
+                self.last.checkpoint_dir,
+                id="checkpoint-dir",
+                placeholder="checkpoints",
+                compact=True,
+            )
             yield Static("", id="train-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Start", id="confirm", variant="primary")
-                yield Button("Cancel", id="cancel")
+                yield Button("Start", id="confirm", variant="primary", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#script", Input).focus()

@@ -139,13 +139,13 @@ def _step(row: FleetRow) -> str:
     return str(progress.step)
 
 
-def _name(row: FleetRow) -> Text:
+def _name(row: FleetRow, with_id: bool) -> Text:
     machine = row.machine
     name = machine.name or machine.id
     if len(name) > 20:
         name = name[:19] + "…"
     text = Text(name)
-    if machine.name and machine.id != machine.name:
+    if with_id and machine.name and machine.id != machine.name:
         text.append(f" {machine.id[:10]}", style="dim")
     return text
 
@@ -187,13 +187,16 @@ COMPACT_ORDER = (
 """On narrow terminals the columns that matter most come first (the rest scroll)."""
 
 
-def render_cells(row: FleetRow, now: float, flag: str | None = None) -> dict[str, Any]:
+def render_cells(
+    row: FleetRow, now: float, flag: str | None = None, *, with_id: bool = True
+) -> dict[str, Any]:
     """Every cell of a row, by column key.
 
     Args:
         row: The machine and its run.
         now: Epoch seconds (for uptime and accrued cost).
         flag: A word to mark the run with (`stalled`, `diverged`), if any.
+        with_id: Show the machine id after its name (wide terminals).
 
     Returns:
         Cell renderables by column key.
@@ -201,7 +204,7 @@ def render_cells(row: FleetRow, now: float, flag: str | None = None) -> dict[str
     progress = row.progress
     return {
         "provider": row.machine.provider.value,
-        "name": _name(row),
+        "name": _name(row, with_id),
         "gpu": short_gpu(row) or "—",
         "state": _state(row),
         "price": _price(row),
@@ -367,7 +370,9 @@ class MachinesTable(DataTable[Any]):
         )
         desired: list[tuple[str, dict[str, Any]]] = []
         for row in rows:
-            cells = render_cells(row, self._now, self._flags.get(row.key))
+            cells = render_cells(
+                row, self._now, self._flags.get(row.key), with_id=not self._compact
+            )
             if needle and needle not in " ".join(_plain(c) for c in cells.values()).lower():
                 continue
             desired.append((row.key, cells))
