@@ -369,7 +369,10 @@ class RunPodTestServer:
     def start(self) -> RunPodTestServer:
         """Serve in a background thread; returns self."""
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="runpod-test-server", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="runpod-test-server",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -813,9 +816,9 @@ class RunPodTestServer:
                 self._stopping.wait(delay)
             with self._lock:
                 self._authenticate(headers)
-                route = _route(method, path)
                 now = self.clock()
                 rate_headers = self._count_request(now)
+                route = _route(method, path)
                 if self.faults.fail_next > 0 and path.startswith(self.faults.fail_path):
                     self.faults.fail_next -= 1
                     status = self.faults.fail_status
