@@ -423,10 +423,10 @@ class AwsBackend:
     # -- listing --------------------------------------------------------------------------
 
     def ssh_endpoint_for(self, instance_id: str, public_ip: str, private_ip: str) -> SshEndpoint:
-        """Where to SSH to an instance, after `[aws] ssh_host_overrides` (id, then IPs)."""
+        """Where to SSH to an instance, after `[aws] ssh_host_overrides` (id, IPs, then `*`)."""
         overrides = self.aws.ssh_host_overrides
         host, port = public_ip or private_ip, 22
-        for key in (instance_id, public_ip, private_ip):
+        for key in (instance_id, public_ip, private_ip, "*"):
             if key and key in overrides:
                 host, maybe_port = parse_ssh_override(overrides[key])
                 port = maybe_port or 22
@@ -484,7 +484,9 @@ class AwsBackend:
             created_at=launched,
             started_at=launched if state.is_billing else None,
             ssh=self.ssh_endpoint_for(instance_id, public_ip, private_ip)
-            if has_address or instance_id in self.aws.ssh_host_overrides
+            if has_address
+            or instance_id in self.aws.ssh_host_overrides
+            or "*" in self.aws.ssh_host_overrides
             else None,
             actions=_actions_for(state),
             tags={**tags, "instance_type": instance_type},

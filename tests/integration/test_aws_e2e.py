@@ -1,0 +1,332 @@
+# ruff: noqa: F811 - pytest fixtures imported from tests.moto_fixture
+"""`runctl aws ...` end to end: moto for EC2 and S3, the sshd fixture standing in for the
+instance's SSH (via `[aws] ssh_host_overrides`), and a local IMDSv2 server for spot notices.
+
+The story: spot refused (asked, refused, taken), spot created and waited for, training with
+`--data-s3`/`--output-s3` and awkward arguments, a checkpoint reaching S3, a spot interruption
+(checkpoint uploaded, run interrupted), resume on a replacement, stop, start, terminate with
+the unsynced-checkpoint warning, and no credential anywhere in the output or the log.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from runctl_tui.cli import main
+from runctl_tui.core import paths
+from runctl_tui.core.backends import aws as aws_mod
+from runctl_tui.core.models import Provider, RunStatus
+from runctl_tui.core.runs import RunRegistry
+from runctl_tui.testing.imds_server import ImdsServer
+from tests.moto_fixture import (  # noqa: F401 - fixtures
+    FAKE_ACCESS_KEY_ID,
+    FAKE_SECRET_ACCESS_KEY,
+    REGION,
+    MotoServer,
+    mark_spot_interrupted,
+    moto_aws,
+    moto_server,
+)
+
+pytestmark = pytest.mark.sshd
+
+TRAIN = r"""
+import os, signal, sys, time
+from pathlib import Path
+
+ckpt = Path(os.environ["RUNCTL_CHECKPOINT_DIR"])
+ckpt.mkdir(parents=True, exist_ok=True)
+print("argv:", repr(sys.argv[1:]), flush=True)
+data = Path(os.environ.get("RUNCTL_DATA_DIR", "data"))
+rows = (data / "train.csv").read_text().splitlines() if (data / "train.csv").exists() else []
+print("data rows:", len(rows), flush=True)
+resume = sys.argv[sys.argv.index("--resume") + 1] if "--resume" in sys.argv else None
+step = 0
+if resume:
+    text = Path(resume).read_text()
+    step = int(text.split()[-1])
+    print(f"resumed from {resume} at step {step}", flush=True)
+
+def save():
+    tmp = ckpt / f"ckpt-{step:05d}.pt.tmp"
+    tmp.write_text(f"weights at step {step}")
+    os.replace(tmp, ckpt / f"ckpt-{step:05d}.pt")
+
+def on_term(*_):
+    save()
+    print(f"SIGTERM at step {step}: checkpoint saved", flush=True)
+    sys.exit(143)
+
+signal.signal(signal.SIGTERM, on_term)
+limit = step + 30 if resume else 10**9
+while step < limit:
+    step += 1
+    if step % 25 == 0:
+        save()
+        print(f"step {step} loss {1.0 / step:.4f}", flush=True)
+    time.sleep(0.02)
+save()
+print("done", flush=True)
+"""
+
+ARGS = ["--label", "two words", "it's", "$HOME", ";echo pwned", "--lr=3e-4"]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll `predicate` until truthy, failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Cli:
+    """Runs `runctl` in this process and keeps every byte it printed."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+        self.transcript: list[str] = []
+
+    def __call__(self, *argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        captured = self.capsys.readouterr()
+        self.transcript += [captured.out, captured.err]
+        return code, captured.out, captured.err
+
+
+@pytest.fixture
+def imds() -> Iterator[ImdsServer]:
+    with ImdsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def world(
+    moto_aws: MotoServer,
+    sshd_server: Any,
+    imds: ImdsServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, Any]:
+    """Config, project, bucket and data for the story."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text(TRAIN)
+    remote = tmp_path / "remote"
+    config = tmp_path / "runctl.toml"
+    config.write_text(
+        "[local]\nuse_uv = false\n"
+        "[aws]\n"
+        f'remote_dir = "{remote}"\n'
+        f'agent_python = "{sys.executable}"\n'
+        "forward_credentials = true\n"
+        "agent_poll_seconds = 0.2\n"
+        f'ssh_user = "{sshd_server.user}"\n'
+        f'ssh_key = "{sshd_server.key_path}"\n'
+        f'ssh_host_overrides = {{ "*" = "127.0.0.1:{sshd_server.port}" }}\n'
+    )
+    monkeypatch.setenv("RUNCTL_CONFIG", str(config))
+    monkeypatch.setenv("RUNCTL_IMDS_URL", imds.url)
+    monkeypatch.chdir(project)
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="ml-bucket")
+    s3.put_object(Bucket="ml-bucket", Key="datasets/v1/train.csv", Body=b"a,1\nb,2\nc,3\n")
+    return {"remote": remote, "project": project, "config": config}
+
+
+@pytest.fixture
+def no_spot_capacity() -> Iterator[None]:
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        if params.get("InstanceMarketOptions", {}).get("MarketType") == "spot":
+            raise ClientError(
+                {"Error": {"Code": "InsufficientInstanceCapacity", "Message": "no capacity"}},
+                "RunInstances",
+            )
+
+    def hook(service: str, client: Any) -> None:
+        if service == "ec2":
+            client.meta.events.register("before-parameter-build.ec2.RunInstances", refuse)
+
+    aws_mod.CLIENT_HOOKS.append(hook)
+    yield
+    aws_mod.CLIENT_HOOKS.remove(hook)
+
+
+def _keys(prefix: str) -> list[str]:
+    s3 = boto3.client("s3", region_name=REGION)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="ml-bucket", Prefix=prefix)
+    return [o["Key"] for p in pages for o in p.get("Contents", [])]
+
+
+def _instance_count() -> int:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    return sum(len(r["Instances"]) for r in ec2.describe_instances()["Reservations"])
+
+
+def test_spot_refused_asks_refuses_or_falls_back(
+    world: dict[str, Any], no_spot_capacity: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = Cli(capsys)
+    code, _out, err = cli("aws", "create", "g5.xlarge", "--spot")
+    assert code == 1
+    assert "no spot capacity for g5.xlarge (InsufficientInstanceCapacity" in err
+    assert "on-demand ~$1.0060/h" in err and "spot $0.0000/h (live)" in err
+    assert "--fallback on-demand" in err
+    code, _out, err = cli("aws", "create", "g5.xlarge", "--spot", "--fallback", "never")
+    assert code == 1 and "nothing was launched" in err
+    assert _instance_count() == 0
+
+    code, out, err = cli(
+        "aws", "create", "g5.xlarge", "--spot", "--fallback", "on-demand", "--json"
+    )
+    assert code == 0, err
+    assert "was refused" in err and "launched on-demand" in err and "on-demand ~$1.0060/h" in err
+    machine = json.loads(out)
+    assert machine["lifecycle"] == "on-demand"
+    assert machine["tags"]["runctl:fallback"] == "spot-refused"
+    assert _instance_count() == 1
+
+
+def test_spot_training_interruption_resume_and_teardown(
+    world: dict[str, Any], imds: ImdsServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = Cli(capsys)
+    remote: Path = world["remote"]
+
+    # Create a spot instance and wait for it, each state shown.
+    code, out, err = cli("aws", "create", "g5.xlarge", "--spot", "--wait", "--json")
+    assert code == 0, err
+    machine = json.loads(out)
+    instance = machine["id"]
+    assert machine["lifecycle"] == "spot" and machine["gpu_count"] == 1
+    assert "Launched spot g5.xlarge" in err and "max price = the on-demand price" in err
+    assert "waiting for SSH on 127.0.0.1" in err and "SSH answers on 127.0.0.1" in err
+
+    code, out, _ = cli("aws", "list", "--json")
+    assert [m["id"] for m in json.loads(out)] == [instance]
+
+    # Train with S3 data in and checkpoints out; arguments with spaces, quotes and $.
+    code, out, err = cli(
+        "aws",
+        "train",
+        instance,
+        "--data-s3",
+        "s3://ml-bucket/datasets/v1/",
+        "--output-s3",
+        "s3://ml-bucket/runs/exp1",
+        "--background",
+        "train.py",
+        *ARGS,
+    )
+    assert code == 0, err
+    run_id = out.split()[1]
+    assert "downloading s3://ml-bucket/datasets/v1/" in err
+    run = RunRegistry().get(run_id)
+    assert run.backend is Provider.AWS and run.machine == instance
+    assert run.status is RunStatus.RUNNING and run.args == tuple(ARGS)
+    log_path = Path(run.log_path)
+    assert log_path.is_relative_to(remote)
+    wait_for(lambda: "data rows: 3" in log_path.read_text(), what="training output")
+    assert f"argv: {ARGS!r}" in log_path.read_text()
+    assert (remote / "data" / "train.csv").read_bytes() == b"a,1\nb,2\nc,3\n"
+
+    # A checkpoint reaches S3 while training runs.
+    wait_for(lambda: _keys("runs/exp1/checkpoints/ckpt-"), what="a checkpoint in S3")
+
+    code, out, err = cli("aws", "monitor", run_id, "--lines", "0")
+    assert code == 0, err
+    assert f"run {run_id}: running on {instance} running" in out
+    assert "in S3:" in out
+
+    # One run at a time on an instance unless asked.
+    code, _out, err = cli("aws", "train", instance, "--background", "train.py")
+    assert code == 1 and f"already running run {run_id}" in err
+
+    # Spot interruption notice: the watcher on the instance signals, uploads, marks.
+    imds.set_instance_action("terminate")
+    marker_path = log_path.parent / "spot_interruption.json"
+    marker = wait_for(
+        lambda: (
+            marker_path.exists()
+            and json.loads(marker_path.read_text()).get("status") == "done"
+            and json.loads(marker_path.read_text())
+        ),
+        what="the interruption marker",
+    )
+    assert marker["uploaded"] is True
+    saved = marker["s3_keys"][0]
+    assert saved.startswith("s3://ml-bucket/runs/exp1/checkpoints/ckpt-")
+    assert saved.removeprefix("s3://ml-bucket/") in _keys("runs/exp1/checkpoints/")
+    assert "checkpoint saved" in log_path.read_text()
+
+    code, out, err = cli("aws", "monitor", run_id, "--lines", "0")
+    assert code == 0, err
+    assert f"run {run_id}: interrupted" in out and "SPOT INTERRUPTION: terminate" in out
+    assert saved in out
+    assert RunRegistry().get(run_id).status is RunStatus.INTERRUPTED
+
+    # AWS takes the instance back: shown as interrupted.
+    mark_spot_interrupted(instance)
+    code, out, _ = cli("aws", "list", "--json")
+    (listed,) = [m for m in json.loads(out) if m["id"] == instance]
+    assert listed["state"] == "interrupted"
+    assert "Spot instance termination" in listed["state_reason"]
+
+    # Resume the same logical run on a replacement from the newest checkpoint in S3.
+    imds.clear_instance_action()
+    code, out, err = cli("aws", "resume", run_id)
+    assert code == 0, err
+    resumed = RunRegistry().get(run_id)
+    replacement = resumed.machine
+    assert replacement != instance and resumed.status is RunStatus.RUNNING
+    assert f"after spot interruption of {instance}" in resumed.note
+    new_log = Path(resumed.log_path)
+    assert new_log != log_path
+    wait_for(lambda: "done" in new_log.read_text(), what="the resumed run to finish")
+    step = int(saved.rsplit("ckpt-", 1)[1].split(".")[0])
+    assert f"at step {step}" in new_log.read_text()
+    assert f"argv: {[*ARGS, '--resume']!r}"[:-2] in new_log.read_text()
+
+    code, out, err = cli("aws", "monitor", replacement, "--lines", "5")
+    assert code == 0, err
+    assert f"run {run_id}: succeeded" in out and "done" in out
+    final_key = f"runs/exp1/checkpoints/ckpt-{step + 30:05d}.pt"
+    wait_for(lambda: final_key in _keys("runs/exp1/"), what="the final checkpoint in S3")
+    wait_for(lambda: "runs/exp1/run/train.log" in _keys("runs/exp1/run/"), what="final log")
+
+    # Stop and start.
+    code, out, _ = cli("aws", "stop", replacement)
+    assert code == 0 and out.strip() == f"{replacement}: stopped"
+    code, out, _ = cli("aws", "start", replacement)
+    assert code == 0 and out.strip() == f"{replacement}: running"
+
+    # Everything is in S3: terminate asks for confirmation but has nothing to warn about.
+    code, _out, err = cli("aws", "terminate", replacement)
+    assert code == 1 and "pass --yes" in err and "not in s3" not in err.lower()
+    # A checkpoint written after the uploader finished is only on the instance.
+    (Path(resumed.checkpoint_dir) / "ckpt-99999.pt").write_text("late")
+    code, out, err = cli("aws", "terminate", replacement, "--yes")
+    assert code == 0, err
+    assert "ckpt-99999.pt" in err and "is not in s3://ml-bucket/runs/exp1 yet" in err
+    assert out.strip() == f"{replacement}: terminated"
+
+    # No credential anywhere: CLI output, runctl's log, the agents' logs.
+    logs = [paths.log_file().read_text()] if paths.log_file().exists() else []
+    assert logs, "runctl wrote no log"
+    agent_logs = [p.read_text() for p in remote.rglob("*.log") if p.name != "train.log"]
+    assert agent_logs
+    for text in cli.transcript + logs + agent_logs:
+        assert FAKE_ACCESS_KEY_ID not in text
+        assert FAKE_SECRET_ACCESS_KEY not in text
