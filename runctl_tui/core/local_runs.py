@@ -1,6 +1,6 @@
 """Training runs on this computer that outlive whoever started them.
 
-A run is a small wrapper process (this module run with `-m`) in its own session and process
+A run is a small wrapper process (`runctl_tui.core.run_wrapper`) in its own session and process
 group, so closing the dashboard, a hang-up (SIGHUP) or killing `runctl` never reaches it. The
 wrapper starts the script with stdout and stderr appended to `runs/<run-id>/train.log`, waits
 for it, and writes the real exit status to `runs/<run-id>/exit.json`; `reconcile` reads that
@@ -14,11 +14,8 @@ a second run on the same directory is refused, a lock whose holder is gone is ta
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import errno
-import fcntl
-import json
 import os
 import re
 import shlex
@@ -29,15 +26,31 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from runctl_tui.core.config import Config
 from runctl_tui.core.errors import NotFoundError, RunctlError
 from runctl_tui.core.logging_setup import get_logger
 from runctl_tui.core.models import Provider, Run, RunStatus
+from runctl_tui.core.run_wrapper import (
+    CHILD_NAME,
+    EXIT_NAME,
+    LOCK_NAME,
+    ExitStatus,
+    LockInfo,
+    as_float,
+    as_int,
+    claim_lock,
+    describe_exit,
+    dir_guard,
+    lock_payload,
+    process_start_time,
+    read_json,
+    read_lock,
+    release_lock,
+    write_json_atomic,
+)
 from runctl_tui.core.runs import RunRegistry, new_run_id
 
 if sys.version_info >= (3, 11):
@@ -45,11 +58,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-LOCK_NAME = ".runctl-lock"
-"""The lock file a run keeps in its checkpoint directory."""
 LOG_NAME = "train.log"
-EXIT_NAME = "exit.json"
-CHILD_NAME = "child.json"
 STOP_NAME = "stop-requested"
 MACHINE_ID = "local"
 
@@ -72,28 +81,6 @@ _log = get_logger("local_runs")
 
 
 @dataclasses.dataclass(frozen=True)
-class ExitStatus:
-    """What the wrapper recorded when the script ended."""
-
-    exit_code: int
-    """The script's exit code; 128 + N when it was killed by signal N (as shells report it)."""
-    signal: int | None
-    ended: float
-
-
-@dataclasses.dataclass(frozen=True)
-class LockInfo:
-    """Who holds a checkpoint directory."""
-
-    run_id: str
-    pid: int | None
-    pid_start_time: float | None
-    started: float | None
-    script: str
-    path: Path
-
-
-@dataclasses.dataclass(frozen=True)
 class LaunchPlan:
     """The command a script is started with, and what the user should know about it."""
 
@@ -105,39 +92,8 @@ class LaunchPlan:
 # --- processes -------------------------------------------------------------------------------
 
 
-def _boot_time() -> float:
-    with open("/proc/stat", encoding="ascii") as handle:
-        for line in handle:
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    raise OSError("no btime in /proc/stat")
-
-
 def _have_proc() -> bool:
     return os.path.exists("/proc/self/stat")
-
-
-def process_start_time(pid: int) -> float | None:
-    """When process `pid` started (epoch seconds), or None if it is gone or a zombie.
-
-    Args:
-        pid: The process id.
-
-    Returns:
-        The start time from `/proc/<pid>/stat`, None for a missing or already exited
-        (zombie) process, or when `/proc` is not available.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            data = handle.read()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    ticks = int(fields[19])
-    return _boot_time() + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _pid_exists(pid: int) -> bool:
@@ -199,10 +155,10 @@ def run_is_alive(run: Run) -> bool:
     """
     if pid_alive(run.pid, run.pid_start_time, cmdline_contains=run.id):
         return True
-    child = _read_json(run_dir_of(run) / CHILD_NAME)
+    child = read_json(run_dir_of(run) / CHILD_NAME)
     if child is None:
         return False
-    return pid_alive(_as_int(child.get("pid")), _as_float(child.get("start_time")))
+    return pid_alive(as_int(child.get("pid")), as_float(child.get("start_time")))
 
 
 def read_exit_status(run: Run) -> ExitStatus | None:
@@ -214,50 +170,17 @@ def read_exit_status(run: Run) -> ExitStatus | None:
     Returns:
         The recorded status, or None.
     """
-    data = _read_json(run_dir_of(run) / EXIT_NAME)
+    data = read_json(run_dir_of(run) / EXIT_NAME)
     if data is None:
         return None
-    code = _as_int(data.get("exit_code"))
+    code = as_int(data.get("exit_code"))
     if code is None:
         return None
     return ExitStatus(
         exit_code=code,
-        signal=_as_int(data.get("signal")),
-        ended=_as_float(data.get("ended")) or time.time(),
+        signal=as_int(data.get("signal")),
+        ended=as_float(data.get("ended")) or time.time(),
     )
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _as_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _as_float(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # --- scripts and interpreters ----------------------------------------------------------------
@@ -413,29 +336,6 @@ def latest_checkpoint(directory: Path) -> Path | None:
 # --- checkpoint directory locks --------------------------------------------------------------
 
 
-def read_lock(checkpoint_dir: Path) -> LockInfo | None:
-    """The holder of `checkpoint_dir`'s lock, or None when it is not locked.
-
-    Args:
-        checkpoint_dir: A checkpoint directory.
-
-    Returns:
-        The lock's holder; an unreadable lock file gives a holder with run id `?`.
-    """
-    path = Path(checkpoint_dir) / LOCK_NAME
-    if not path.exists():
-        return None
-    data = _read_json(path) or {}
-    return LockInfo(
-        run_id=str(data.get("run_id", "?")),
-        pid=_as_int(data.get("pid")),
-        pid_start_time=_as_float(data.get("pid_start_time")),
-        started=_as_float(data.get("started")),
-        script=str(data.get("script", "")),
-        path=path,
-    )
-
-
 def lock_holder_alive(holder: LockInfo, registry: RunRegistry | None = None) -> bool:
     """Whether a lock's holder still runs (same pid, same start time, run not ended).
 
@@ -456,30 +356,6 @@ def lock_holder_alive(holder: LockInfo, registry: RunRegistry | None = None) -> 
         if run.status.is_final:
             return False
     return True
-
-
-@contextmanager
-def _dir_guard(directory: Path) -> Iterator[None]:
-    """Serialise lock changes on one directory across processes (flock on the folder)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _lock_payload(
-    run_id: str, pid: int, start: float | None, started: float, script: str
-) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "pid": pid,
-        "pid_start_time": start,
-        "started": started,
-        "script": script,
-        "host": os.uname().nodename,
-    }
 
 
 def _describe_holder(holder: LockInfo) -> str:
@@ -516,7 +392,7 @@ def acquire_lock(
     """
     holder_pid = os.getpid() if pid is None else pid
     notice = None
-    with _dir_guard(checkpoint_dir):
+    with dir_guard(checkpoint_dir):
         holder = read_lock(checkpoint_dir)
         if holder is not None:
             if lock_holder_alive(holder, registry):
@@ -529,53 +405,11 @@ def acquire_lock(
                 f"took over a stale lock on {checkpoint_dir} left by "
                 f"{_describe_holder(holder)}, which is no longer running"
             )
-        _write_json_atomic(
+        write_json_atomic(
             checkpoint_dir / LOCK_NAME,
-            _lock_payload(run_id, holder_pid, process_start_time(holder_pid), time.time(), script),
+            lock_payload(run_id, holder_pid, process_start_time(holder_pid), time.time(), script),
         )
     return notice
-
-
-def release_lock(checkpoint_dir: Path, run_id: str) -> bool:
-    """Remove `checkpoint_dir`'s lock if `run_id` holds it.
-
-    Args:
-        checkpoint_dir: The run's checkpoint directory.
-        run_id: The run giving the lock up.
-
-    Returns:
-        True when a lock was removed.
-    """
-    directory = Path(checkpoint_dir)
-    if not directory.is_dir():
-        return False
-    try:
-        with _dir_guard(directory):
-            holder = read_lock(directory)
-            if holder is None or holder.run_id != run_id:
-                return False
-            (directory / LOCK_NAME).unlink(missing_ok=True)
-            return True
-    except OSError:
-        return False
-
-
-def _claim_lock(checkpoint_dir: Path, run_id: str, pid: int | None = None) -> None:
-    """Record the run's wrapper (`pid`, default this process) as the holder of its lock.
-
-    Both the launcher (right after starting the wrapper) and the wrapper itself do this, so
-    the lock names the run's process even if the launcher dies at once; a lock that is no
-    longer the run's (released because the run already ended) is left alone.
-    """
-    with _dir_guard(checkpoint_dir):
-        holder = read_lock(checkpoint_dir)
-        if holder is None or holder.run_id != run_id:
-            return
-        pid = os.getpid() if pid is None else pid
-        payload = _lock_payload(
-            run_id, pid, process_start_time(pid), holder.started or time.time(), holder.script
-        )
-        _write_json_atomic(checkpoint_dir / LOCK_NAME, payload)
 
 
 # --- launching -------------------------------------------------------------------------------
@@ -695,7 +529,7 @@ def launch_local_run(
     wrapper = [
         sys.executable,
         "-m",
-        __name__,
+        "runctl_tui.core.run_wrapper",
         "--run-id",
         run_id,
         "--cwd",
@@ -727,7 +561,7 @@ def launch_local_run(
         release_lock(ckpt_dir, run_id)
         raise RunctlError(f"could not start {script}: {exc.strerror or exc}") from exc
     try:
-        _claim_lock(ckpt_dir, run_id, proc.pid)
+        claim_lock(ckpt_dir, run_id, proc.pid)
     except OSError as exc:
         _log.warning("run %s: could not update the lock in %s: %s", run_id, ckpt_dir, exc)
     # Reap the wrapper when it ends, so a long-lived launcher (the dashboard) keeps no zombie.
@@ -831,16 +665,6 @@ def resume_local_run(
 # --- tracking and stopping -------------------------------------------------------------------
 
 
-def _describe_exit(status: ExitStatus) -> str:
-    if status.signal:
-        try:
-            sig_name = signal.Signals(status.signal).name
-        except ValueError:
-            sig_name = f"signal {status.signal}"
-        return f"killed by {sig_name}"
-    return f"exit code {status.exit_code}"
-
-
 def _finalise(registry: RunRegistry, run: Run, *, how: str = "") -> Run:
     """Record the end of a run whose processes are gone."""
     status = read_exit_status(run)
@@ -853,7 +677,7 @@ def _finalise(registry: RunRegistry, run: Run, *, how: str = "") -> Run:
             if status.exit_code == 0
             else RunStatus.FAILED
         )
-        words = _describe_exit(status)
+        words = describe_exit(status)
         ended: float = status.ended
         code: int | None = status.exit_code
     else:
@@ -1035,66 +859,3 @@ def last_log_line(run: Run) -> str:
     lines = [line.strip() for line in tail.splitlines()]
     ours = [line for line in lines if line and not line.startswith("[runctl]")]
     return ours[-1] if ours else ""
-
-
-# --- the wrapper process ---------------------------------------------------------------------
-
-
-def _ignore(signum: int, frame: object) -> None:
-    """Keep the wrapper alive through SIGINT/SIGTERM; they are meant for the script."""
-
-
-def _wrapper_main(argv: Sequence[str]) -> int:
-    """Run the script, wait for it, record its exit status, release the lock."""
-    parser = argparse.ArgumentParser(prog="runctl-run-wrapper")
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--cwd", required=True)
-    parser.add_argument("--lock-dir", default="")
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    options = parser.parse_args(argv)
-    command = options.command[1:] if options.command[:1] == ["--"] else options.command
-    run_dir = Path.cwd()
-    # SIG_IGN is inherited by the script (like nohup); a Python handler resets at exec, so
-    # the script gets SIGINT and SIGTERM with their default meaning.
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, _ignore)
-    signal.signal(signal.SIGTERM, _ignore)
-    lock_dir = Path(options.lock_dir) if options.lock_dir else None
-    if lock_dir is not None:
-        try:
-            _claim_lock(lock_dir, options.run_id)
-        except OSError as exc:
-            print(f"[runctl] could not update the lock in {lock_dir}: {exc}", flush=True)
-    started = time.monotonic()
-    exit_code: int
-    sig: int | None = None
-    try:
-        child = subprocess.Popen(command, cwd=options.cwd, stdin=subprocess.DEVNULL)
-    except OSError as exc:
-        print(f"[runctl] could not start {command[0]}: {exc.strerror or exc}", flush=True)
-        exit_code = 127 if exc.errno == errno.ENOENT else 126
-    else:
-        start_time = process_start_time(child.pid)
-        _write_json_atomic(run_dir / CHILD_NAME, {"pid": child.pid, "start_time": start_time})
-        returncode = child.wait()
-        if returncode < 0:
-            sig = -returncode
-            exit_code = 128 + sig
-        else:
-            exit_code = returncode
-    ended = time.time()
-    status = ExitStatus(exit_code=exit_code, signal=sig, ended=ended)
-    _write_json_atomic(run_dir / EXIT_NAME, dataclasses.asdict(status))
-    minutes, seconds = divmod(int(time.monotonic() - started), 60)
-    print(
-        f"[runctl] run {options.run_id} ended: {_describe_exit(status)} after "
-        f"{minutes}m{seconds:02d}s",
-        flush=True,
-    )
-    if lock_dir is not None:
-        release_lock(lock_dir, options.run_id)
-    return min(exit_code, 255)
-
-
-if __name__ == "__main__":
-    sys.exit(_wrapper_main(sys.argv[1:]))

@@ -48,12 +48,12 @@ _COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Run))
 
 
 def new_run_id() -> str:
-    """A fresh run id: sortable by start time, short enough to type, e.g. `20261129-085100-3fa2`.
+    """A fresh run id: sortable by start time, short enough to type, e.g. `20261129-085100-3fa2c1`.
 
     Returns:
         The id; the random suffix keeps ids unique when several runs start in one second.
     """
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
 def default_registry_path() -> Path:
