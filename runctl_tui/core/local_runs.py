@@ -113,7 +113,8 @@ def pid_alive(pid: int | None, start_time: float | None, *, cmdline_contains: st
         pid: The recorded pid; None is never alive.
         start_time: The recorded start time; when given, a process with another start time
             (the pid was reused) is not the recorded one.
-        cmdline_contains: When given, the process's command line must contain this string.
+        cmdline_contains: When given, one of the process's arguments must be this string
+            (the wrapper has the run id on its command line).
 
     Returns:
         True while the recorded process runs (zombies count as ended).
