@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from runctl_tui.core.logsource import LogChunk
 
@@ -52,10 +52,16 @@ class LineBuffer:
             raise IndexError(number)
         return self._lines[index]
 
-    def extend(self, lines: tuple[str, ...] | list[str]) -> None:
-        """Append complete lines, dropping the oldest beyond `max_lines`."""
+    def extend(self, lines: Collection[str], skipped: int = 0) -> None:
+        """Append complete lines, dropping the oldest beyond `max_lines`.
+
+        Args:
+            lines: The lines, oldest first.
+            skipped: Lines that came before `lines` but were never kept (they would have
+                been dropped at once); they still count in the numbering.
+        """
         self._lines.extend(lines)
-        self.total += len(lines)
+        self.total += skipped + len(lines)
 
     def add(self, chunk: LogChunk) -> int:
         """Take in a chunk from a `LogSource`.

@@ -1,0 +1,740 @@
+"""The log pane: follows a `LogSource` at the tail, cheaply, whatever the writer's pace.
+
+Only the visible rows are rendered (Line API), from a bounded `LineBuffer`; chunks from the
+source land in the buffer at once but the screen is updated at most `max_fps` times a second.
+Scrolling up pauses following (a marker counts the lines that arrived since); `End`/`f`
+resumes. `/` searches (highlights, `n`/`N`), `&` filters by regex, `w` wraps, `s` saves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+from rich.cells import cell_len
+from rich.style import Style
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.containers import Vertical
+from textual.events import Resize
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Input, Static
+
+from runctl_tui.core.logs import LineBuffer, strip_ansi
+from runctl_tui.core.logsource import LogChunk, LogSource
+
+PARTIAL = -1
+"""Row number standing for the unterminated (progress) line."""
+MATCH_STYLE = Style(bgcolor="yellow", color="black")
+CURRENT_MATCH_STYLE = Style(bgcolor="dark_orange", color="black", bold=True)
+
+
+def _plain(line: str) -> str:
+    plain = strip_ansi(line)
+    return plain.expandtabs(8) if "\t" in plain else plain
+
+
+def _smart_case_pattern(term: str) -> re.Pattern[str]:
+    flags = 0 if any(c.isupper() for c in term) else re.IGNORECASE
+    return re.compile(re.escape(term), flags)
+
+
+class LogLines(ScrollView, can_focus=True):
+    """The rows of the log pane: a Line API view over a `LineBuffer`, filtered and wrapped."""
+
+    DEFAULT_CSS = """
+    LogLines {
+        height: 1fr;
+        background: $surface;
+    }
+    """
+
+    class Paused(Message):
+        """Following stopped or resumed (the pane updates its marker)."""
+
+    def __init__(self, buffer: LineBuffer, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.buffer = buffer
+        self.following = True
+        """Whether new lines scroll the view to the end."""
+        self.new_while_paused = 0
+        """Lines (that pass the filter) added since following paused."""
+        self.wrap = False
+        self.filter: re.Pattern[str] | None = None
+        self.search: re.Pattern[str] | None = None
+        self.current_match: int | None = None
+        """Line number of the match `n`/`N` moved to."""
+        self._entries: deque[int] = deque()
+        """Line numbers shown (after the filter), oldest first."""
+        self._rows: deque[tuple[int, int]] = deque()
+        """With wrap on: (line number, row within the line) for every screen row."""
+        self._seen_total = 0
+        self._max_width = 0
+        self._programmatic = False
+        self._cache: LRUCache[tuple[int, int], list[Strip]] = LRUCache(1024)
+        self._generation = 0
+
+    # --- model ------------------------------------------------------------------------------
+
+    def _wrap_width(self) -> int:
+        return max(1, self.scrollable_content_region.width)
+
+    def _height_of(self, number: int) -> int:
+        width = self._wrap_width()
+        line = self._line_text(number)
+        return max(1, -(-cell_len(_plain(line)) // width))
+
+    def _line_text(self, number: int) -> str:
+        if number == PARTIAL:
+            return self.buffer.partial or ""
+        return self.buffer.line(number)
+
+    def _matches_filter(self, line: str) -> bool:
+        return self.filter is None or self.filter.search(_plain(line)) is not None
+
+    def _add_entries(self, numbers: Iterable[int]) -> int:
+        added = 0
+        for number in numbers:
+            line = self.buffer.line(number)
+            if self.filter is not None and not self._matches_filter(line):
+                continue
+            self._entries.append(number)
+            added += 1
+            width = cell_len(_plain(line))
+            if width > self._max_width:
+                self._max_width = width
+            if self.wrap:
+                for row in range(self._height_of(number)):
+                    self._rows.append((number, row))
+        return added
+
+    def _drop_old(self) -> int:
+        """Forget entries that fell off the buffer; return how many screen rows went."""
+        first = self.buffer.first_number
+        removed = 0
+        while self._entries and self._entries[0] < first:
+            self._entries.popleft()
+            if not self.wrap:
+                removed += 1
+        while self._rows and self._rows[0][0] < first:
+            self._rows.popleft()
+            removed += 1
+        return removed
+
+    def rebuild(self) -> None:
+        """Recompute the rows from the buffer (after a filter, wrap or width change)."""
+        self._entries.clear()
+        self._rows.clear()
+        self._max_width = 0
+        self._seen_total = self.buffer.total
+        self._add_entries(range(self.buffer.first_number, self.buffer.total))
+        self._generation += 1
+        self._cache.clear()
+        self._update_virtual_size()
+        if self.following:
+            self._scroll_to_end()
+        self.refresh()
+
+    def sync(self) -> None:
+        """Take in the lines that reached the buffer since the last frame."""
+        total = self.buffer.total
+        start = max(self._seen_total, self.buffer.first_number)
+        self._seen_total = total
+        removed = self._drop_old()
+        added = self._add_entries(range(start, total))
+        if not self.following:
+            self.new_while_paused += added
+        self._cache.discard((PARTIAL, self._generation))
+        self._update_virtual_size()
+        if self.following:
+            self._scroll_to_end()
+        elif removed:
+            # Keep the lines being read in place while old ones fall off the front.
+            self._set_scroll_y(self.scroll_y - removed)
+        self.refresh()
+
+    def _show_partial(self) -> bool:
+        partial = self.buffer.partial
+        return bool(partial) and (self.filter is None or self._matches_filter(partial or ""))
+
+    def row_count(self) -> int:
+        """Screen rows of the whole (filtered, wrapped) log."""
+        rows = len(self._rows) if self.wrap else len(self._entries)
+        return rows + (1 if self._show_partial() else 0)
+
+    def _update_virtual_size(self) -> None:
+        width = self._wrap_width() if self.wrap else self._max_width
+        self.virtual_size = Size(width, self.row_count())
+
+    def row_at(self, y: int) -> tuple[int, int] | None:
+        """(line number, row within it) at screen row `y` of the whole log."""
+        body = len(self._rows) if self.wrap else len(self._entries)
+        if 0 <= y < body:
+            return self._rows[y] if self.wrap else (self._entries[y], 0)
+        if y == body and self._show_partial():
+            return (PARTIAL, 0)
+        return None
+
+    def first_row_of(self, number: int) -> int | None:
+        """Screen row where line `number` starts, or None when it is not shown."""
+        if self.wrap:
+            return next(
+                (i for i, (n, sub) in enumerate(self._rows) if n == number and not sub), None
+            )
+        try:
+            return self._entries.index(number)
+        except ValueError:
+            return None
+
+    @property
+    def entries(self) -> deque[int]:
+        """Numbers of the lines shown, oldest first."""
+        return self._entries
+
+    def visible_lines(self) -> list[str]:
+        """Plain text of the rows on screen (tests and screenshots)."""
+        top = round(self.scroll_y)
+        lines = []
+        for y in range(top, top + self.scrollable_content_region.height):
+            row = self.row_at(y)
+            if row is None:
+                break
+            number, sub = row
+            if sub == 0:
+                lines.append(_plain(self._line_text(number)))
+        return lines
+
+    # --- scrolling and following --------------------------------------------------------------
+
+    def _set_scroll_y(self, y: float) -> None:
+        # A running scroll animation would fight the position set here.
+        self.app.animator.force_stop_animation(self, "scroll_y")
+        self._programmatic = True
+        try:
+            self.scroll_y = max(0, min(y, self.max_scroll_y))
+        finally:
+            self._programmatic = False
+
+    def _scroll_to_end(self) -> None:
+        self._set_scroll_y(self.max_scroll_y)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        # Only the user moves the view up from the bottom; a clamp after a resize lands on it.
+        at_bottom = new_value >= self.max_scroll_y
+        if self.following and not self._programmatic and new_value < old_value and not at_bottom:
+            self.pause()
+
+    def pause(self) -> None:
+        """Stop following the tail (the view stays where it is)."""
+        if self.following:
+            self.following = False
+            self.new_while_paused = 0
+            self.post_message(self.Paused())
+
+    def resume(self) -> None:
+        """Follow the tail again."""
+        self.following = True
+        self.new_while_paused = 0
+        self._scroll_to_end()
+        self.refresh()
+        self.post_message(self.Paused())
+
+    def scroll_to_line(self, number: int) -> None:
+        """Pause and bring line `number` into view (a third from the top)."""
+        row = self.first_row_of(number)
+        if row is None:
+            return
+        self.pause()
+        height = self.scrollable_content_region.height
+        if not (self.scroll_y <= row < self.scroll_y + height):
+            self._set_scroll_y(row - height // 3)
+        self.refresh()
+
+    def action_scroll_end(self) -> None:
+        """End resumes following."""
+        self.resume()
+
+    # A log scrolls at once: animated scrolling would lag behind the keys and the tail.
+    def action_scroll_up(self) -> None:
+        """Up one row (pauses following)."""
+        self.scroll_up(animate=False)
+
+    def action_scroll_down(self) -> None:
+        """Down one row."""
+        self.scroll_down(animate=False)
+
+    def action_page_up(self) -> None:
+        """Up one page (pauses following)."""
+        self.scroll_page_up(animate=False)
+
+    def action_page_down(self) -> None:
+        """Down one page."""
+        self.scroll_page_down(animate=False)
+
+    def action_scroll_home(self) -> None:
+        """To the oldest line (pauses following)."""
+        self.scroll_home(animate=False, x_axis=False)
+
+    def on_resize(self, event: Resize) -> None:
+        if self.wrap:
+            self.rebuild()
+        else:
+            self._update_virtual_size()
+            if self.following:
+                self.call_after_refresh(self._scroll_to_end)
+
+    # --- rendering --------------------------------------------------------------------------
+
+    def invalidate(self) -> None:
+        """Drop cached renders (search or style changed)."""
+        self._generation += 1
+        self._cache.clear()
+        self.refresh()
+
+    def _render_line_strips(self, number: int) -> list[Strip]:
+        key = (number, self._generation)
+        cached = self._cache.get(key) if number != PARTIAL else None
+        if cached is not None:
+            return cached
+        line = self._line_text(number)
+        text = Text.from_ansi(line, no_wrap=True) if "\x1b" in line else Text(line, no_wrap=True)
+        if "\t" in text.plain:
+            text.expand_tabs(8)
+        if self.search is not None:
+            style = CURRENT_MATCH_STYLE if number == self.current_match else MATCH_STYLE
+            for match in self.search.finditer(text.plain):
+                if match.end() > match.start():
+                    text.stylize(style, match.start(), match.end())
+        segments = list(text.render(self.app.console))
+        strip = Strip(segments, cell_len(text.plain))
+        if self.wrap:
+            width = self._wrap_width()
+            cuts = [*range(width, strip.cell_length, width), strip.cell_length]
+            strips = list(strip.divide(cuts)) if strip.cell_length > width else [strip]
+        else:
+            strips = [strip]
+        if number != PARTIAL:
+            self._cache[key] = strips
+        return strips
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        style = self.rich_style
+        row = self.row_at(scroll_y + y)
+        if row is None:
+            return Strip.blank(width, style)
+        number, sub = row
+        strips = self._render_line_strips(number)
+        strip = strips[sub] if sub < len(strips) else Strip.blank(0)
+        strip = strip.apply_style(style)
+        if self.wrap:
+            return strip.crop_extend(0, width, style)
+        return strip.crop_extend(scroll_x, scroll_x + width, style)
+
+
+class LogView(Vertical):
+    """The log pane: a `LogSource` followed at the tail, with search, filter, wrap and save.
+
+    Args:
+        max_lines: Lines kept in memory (`[monitor] log_buffer_lines`).
+        max_fps: Upper bound on redraws per second (`[ui] max_fps`).
+        clock: Epoch-seconds clock for the freshness in the title (fixed in screenshots).
+        id: Widget id.
+        classes: CSS classes.
+    """
+
+    DEFAULT_CSS = """
+    LogView {
+        border: round $primary-darken-1;
+        border-title-color: $text;
+        border-subtitle-color: $text-muted;
+        height: 1fr;
+    }
+    LogView:focus-within {
+        border: round $primary;
+    }
+    LogView > #log-marker {
+        display: none;
+        height: 1;
+        background: $warning-darken-2;
+        color: $text;
+        padding: 0 1;
+    }
+    LogView.-paused > #log-marker {
+        display: block;
+    }
+    LogView > #log-prompt {
+        display: none;
+        height: 3;
+    }
+    LogView.-prompting > #log-prompt {
+        display: block;
+    }
+    LogView > #log-prompt.-invalid {
+        border: tall $error;
+    }
+    LogView > #log-error {
+        display: none;
+        height: 1;
+        color: $error;
+        padding: 0 1;
+    }
+    LogView > #log-error.-shown {
+        display: block;
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f", "follow", "Follow"),
+        Binding("slash", "search", "Search"),
+        Binding("n", "search_next", "Next match", show=False),
+        Binding("N", "search_previous", "Previous match", show=False),
+        Binding("ampersand", "filter", "Filter"),
+        Binding("w", "toggle_wrap", "Wrap"),
+        Binding("s", "save", "Save log"),
+        Binding("escape", "close_prompt", "Close", show=False),
+    ]
+
+    class Saved(Message):
+        """The buffer was written to a file."""
+
+        def __init__(self, path: Path, lines: int) -> None:
+            self.path = path
+            self.lines = lines
+            super().__init__()
+
+    def __init__(
+        self,
+        *,
+        max_lines: int = 10_000,
+        max_fps: int = 10,
+        clock: Callable[[], float] = time.time,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes=classes)
+        self.buffer = LineBuffer(max_lines)
+        self.max_fps = max(1, max_fps)
+        self.clock = clock
+        self.source: LogSource | None = None
+        self.notice: str | None = None
+        """The source's last notice (truncated, rotated, waiting...)."""
+        self.last_update: float | None = None
+        """When the last chunk arrived (clock seconds)."""
+        self.search_term = ""
+        self.filter_text = ""
+        self._prompt_mode: str | None = None
+        self._dirty = False
+        self._incoming: deque[str] = deque(maxlen=self.buffer.max_lines)
+        self._incoming_count = 0
+        self._incoming_partial: str | None = None
+        self._incoming_size: int | None = None
+        self.lines_view = LogLines(self.buffer, id="log-lines")
+
+    def compose(self) -> ComposeResult:
+        yield self.lines_view
+        yield Static("", id="log-marker")
+        yield Input(id="log-prompt")
+        yield Static("", id="log-error")
+
+    def on_mount(self) -> None:
+        self.border_title = "log"
+        self._update_title()
+        self.set_interval(1 / self.max_fps, self._flush)
+        self.set_interval(1.0, self._update_title)
+
+    # --- source ---------------------------------------------------------------------------------
+
+    def set_source(self, source: LogSource | None) -> None:
+        """Show `source` (None: nothing), cancelling the follow of the previous one.
+
+        Args:
+            source: The log to follow, or None to empty the pane.
+        """
+        self.workers.cancel_group(self, "logs")
+        self.source = source
+        self.buffer.clear()
+        self.buffer.size = None
+        self._incoming.clear()
+        self._incoming_count = 0
+        self._incoming_partial = None
+        self._incoming_size = None
+        self._dirty = False
+        self.notice = None
+        self.last_update = None
+        self.lines_view.following = True
+        self.lines_view.new_while_paused = 0
+        self.lines_view.current_match = None
+        self.lines_view.rebuild()
+        self._update_marker()
+        self._update_title()
+        if source is not None:
+            self._follow(source)
+
+    @work(exclusive=True, group="logs", exit_on_error=False)
+    async def _follow(self, source: LogSource) -> None:
+        async for chunk in source.follow(initial_lines=self.buffer.max_lines):
+            if source is not self.source:
+                return
+            self._take(chunk)
+
+    def _take(self, chunk: LogChunk) -> None:
+        # Lines wait here until the next frame, so the buffer the screen draws from only
+        # changes in `_flush`; beyond a buffer's worth they would be dropped at once anyway.
+        if chunk.lines:
+            self._incoming.extend(chunk.lines)
+            self._incoming_count += len(chunk.lines)
+        self._incoming_partial = chunk.partial
+        if chunk.size is not None:
+            self._incoming_size = chunk.size
+        if chunk.notice:
+            self.notice = chunk.notice
+        self.last_update = self.clock()
+        self._dirty = True
+
+    def _flush(self) -> None:
+        """One frame: move what arrived into the view (at most `max_fps` times a second)."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        kept = len(self._incoming)
+        self.buffer.extend(self._incoming, skipped=self._incoming_count - kept)
+        self.buffer.partial = self._incoming_partial
+        self.buffer.size = self._incoming_size
+        self._incoming.clear()
+        self._incoming_count = 0
+        self.lines_view.sync()
+        self._update_marker()
+        self._update_title()
+
+    def flush_now(self) -> None:
+        """Apply pending chunks immediately (tests, screenshots)."""
+        self._dirty = True
+        self._flush()
+
+    # --- title and marker -------------------------------------------------------------------------
+
+    def freshness(self) -> str:
+        """How long ago the source last produced something, for the subtitle."""
+        if self.last_update is None:
+            return "no data yet"
+        age = max(0.0, self.clock() - self.last_update)
+        if age < 2:
+            return "live"
+        import humanize
+
+        return f"updated {humanize.naturaldelta(age)} ago"
+
+    def _update_title(self) -> None:
+        if not self.is_mounted:
+            return
+        if self.source is None:
+            self.border_title = "log"
+            self.border_subtitle = "no source"
+            return
+        import humanize
+
+        self.border_title = f"log: {self.source.description}"
+        parts = []
+        if self.buffer.size is not None:
+            parts.append(humanize.naturalsize(self.buffer.size, binary=True))
+        parts.append(self.freshness())
+        if self.filter_text:
+            parts.append(f"filter /{self.filter_text}/ {len(self.lines_view.entries)} lines")
+        if self.notice:
+            parts.append(self.notice)
+        self.border_subtitle = " · ".join(parts)
+
+    def _update_marker(self) -> None:
+        view = self.lines_view
+        self.set_class(not view.following, "-paused")
+        if not view.following:
+            count = view.new_while_paused
+            noun = "line" if count == 1 else "lines"
+            self.query_one("#log-marker", Static).update(
+                f"⏸ paused — {count} new {noun} · End/f to follow"
+            )
+
+    @on(LogLines.Paused)
+    def _paused_changed(self) -> None:
+        self._update_marker()
+
+    # --- actions ----------------------------------------------------------------------------------
+
+    def action_follow(self) -> None:
+        """Resume following the tail."""
+        self.lines_view.resume()
+        self._update_marker()
+
+    def action_toggle_wrap(self) -> None:
+        """Wrap long lines at the pane's width, or scroll them sideways."""
+        self.lines_view.wrap = not self.lines_view.wrap
+        self.lines_view.rebuild()
+
+    def action_search(self, term: str | None = None) -> None:
+        """Search for `term` (literal, case-insensitive unless it has capitals); None asks for it."""
+        if term is None:
+            self._open_prompt("search", self.search_term, "search (Enter: find, n/N: next/prev)")
+            return
+        self._apply_search(term)
+
+    def action_filter(self, pattern: str | None = None) -> None:
+        """Show only lines matching the regex `pattern` ('' shows all); None asks for it."""
+        if pattern is None:
+            self._open_prompt("filter", self.filter_text, "filter regex (empty: show all)")
+            return
+        self._apply_filter(pattern)
+
+    def action_save(self, path: str | None = None) -> None:
+        """Write the buffer (plain text) to `path`; None asks for a path."""
+        if path is None:
+            name = Path(self.source.description).stem if self.source else "log"
+            stamp = datetime.fromtimestamp(self.clock()).strftime("%Y%m%d-%H%M%S")
+            default = str(Path.cwd() / f"{name or 'log'}-{stamp}.txt")
+            self._open_prompt("save", default, "save the buffer to")
+            return
+        self._save(Path(path).expanduser())
+
+    def action_search_next(self) -> None:
+        """Move to the next (newer) match."""
+        self._move_match(+1)
+
+    def action_search_previous(self) -> None:
+        """Move to the previous (older) match."""
+        self._move_match(-1)
+
+    def action_close_prompt(self) -> None:
+        """Hide the prompt; the search or filter stays applied."""
+        self._prompt_mode = None
+        self.remove_class("-prompting")
+        self._show_error(None)
+        self.lines_view.focus()
+
+    # --- search -----------------------------------------------------------------------------------
+
+    def _apply_search(self, term: str) -> None:
+        view = self.lines_view
+        self.search_term = term
+        view.search = _smart_case_pattern(term) if term else None
+        view.current_match = None
+        view.invalidate()
+        if view.search is None:
+            return
+        # Start from the newest match at or above the bottom of the view.
+        bottom = view.row_at(round(view.scroll_y) + view.scrollable_content_region.height - 1)
+        limit = bottom[0] if bottom is not None and bottom[0] != PARTIAL else None
+        candidates = self._matching_lines()
+        before = [n for n in candidates if limit is None or n <= limit]
+        target = before[-1] if before else (candidates[0] if candidates else None)
+        if target is None:
+            self.notify(f"no match for {term!r}", severity="warning", timeout=3)
+            return
+        view.current_match = target
+        view.invalidate()
+        view.scroll_to_line(target)
+
+    def _matching_lines(self) -> list[int]:
+        view = self.lines_view
+        if view.search is None:
+            return []
+        search = view.search.search
+        return [n for n in view.entries if search(_plain(self.buffer.line(n)))]
+
+    def _move_match(self, step: int) -> None:
+        view = self.lines_view
+        if view.search is None:
+            return
+        matches = self._matching_lines()
+        if not matches:
+            return
+        current = view.current_match
+        if current is None:
+            target = matches[-1]
+        elif step > 0:
+            target = next((n for n in matches if n > current), matches[0])
+        else:
+            target = next((n for n in reversed(matches) if n < current), matches[-1])
+        view.current_match = target
+        view.invalidate()
+        view.scroll_to_line(target)
+
+    # --- filter -----------------------------------------------------------------------------------
+
+    def _apply_filter(self, pattern: str) -> bool:
+        try:
+            compiled = re.compile(pattern) if pattern else None
+        except re.error as exc:
+            self._show_error(f"invalid regex: {exc}")
+            return False
+        self._show_error(None)
+        self.filter_text = pattern
+        self.lines_view.filter = compiled
+        self.lines_view.rebuild()
+        self._update_title()
+        return True
+
+    def _show_error(self, message: str | None) -> None:
+        error = self.query_one("#log-error", Static)
+        error.update(message or "")
+        error.set_class(message is not None, "-shown")
+        self.query_one("#log-prompt", Input).set_class(message is not None, "-invalid")
+
+    # --- save ---------------------------------------------------------------------------------------
+
+    @work(group="log-save", exit_on_error=False)
+    async def _save(self, path: Path) -> None:
+        lines = [strip_ansi(line) for line in self.buffer.text_lines()]
+        text = "".join(f"{line}\n" for line in lines)
+        try:
+            await asyncio.to_thread(path.write_text, text, encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"could not save the log to {path}: {exc.strerror}", severity="error")
+            return
+        self.notify(f"saved {len(lines)} lines to {path}", timeout=4)
+        self.post_message(self.Saved(path, len(lines)))
+
+    # --- prompt -------------------------------------------------------------------------------------
+
+    def _open_prompt(self, mode: str, value: str, placeholder: str) -> None:
+        self._prompt_mode = mode
+        prompt = self.query_one("#log-prompt", Input)
+        prompt.placeholder = placeholder
+        prompt.value = value
+        self._show_error(None)
+        self.add_class("-prompting")
+        prompt.focus()
+
+    @on(Input.Changed, "#log-prompt")
+    def _prompt_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        if self._prompt_mode == "filter":
+            self._apply_filter(event.value)
+
+    @on(Input.Submitted, "#log-prompt")
+    def _prompt_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        mode = self._prompt_mode
+        if mode == "filter" and not self._apply_filter(event.value):
+            return
+        if mode == "search":
+            self._apply_search(event.value)
+        elif mode == "save" and event.value.strip():
+            self._save(Path(event.value.strip()).expanduser())
+        self.action_close_prompt()
+
+
+__all__ = ["LogLines", "LogView"]
