@@ -880,7 +880,6 @@ class RunPodTestServer:
                 errors=["$.action: must be one of start, stop, restart, terminate"],
             )
         action = body["action"]
-        self._observe(pod)
         allowed = ACTIONS_BY_STATUS[pod.status]
         if action not in allowed:
             raise _Problem(

@@ -309,20 +309,18 @@ class RunPodBackend:
             centres = [dc for dc, _ in stocked_data_centers(same)]
             if centres:
                 hints.append(f"{gpu_id} is in stock in {', '.join(centres)} (--data-center)")
-        others = []
+        others: list[tuple[int, float, str]] = []
         for gpu in gpus:
             if gpu.get("id") == gpu_id or gpu.get("availability") in (None, "NONE"):
                 continue
             price = list_price(gpu, cloud, count)
             priced = f" at ${price:.2f}/h" if price is not None else ""
-            others.append(
-                (
-                    -{"HIGH": 3, "MEDIUM": 2, "LOW": 1}.get(str(gpu.get("availability")), 0),
-                    f"{gpu.get('id')} ({gpu.get('availability')} stock{priced})",
-                )
-            )
+            rank = -{"HIGH": 3, "MEDIUM": 2, "LOW": 1}.get(str(gpu.get("availability")), 0)
+            label = f"{gpu.get('id')} ({gpu.get('availability')} stock{priced})"
+            others.append((rank, price if price is not None else float("inf"), label))
         if others:
-            hints.append("other GPU types in stock: " + ", ".join(t for _, t in sorted(others)[:4]))
+            best = [label for _, _, label in sorted(others)[:4]]
+            hints.append("other GPU types in stock: " + ", ".join(best))
         other_cloud = "COMMUNITY" if cloud == "SECURE" else "SECURE"
         if not hints:
             return (

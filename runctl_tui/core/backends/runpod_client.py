@@ -352,7 +352,8 @@ class RunPodClient:
         if blocked is None:
             return
         name, reset_at = blocked
-        wait = reset_at - time.monotonic()
+        # A little past the reset, so the server's window has surely rolled over.
+        wait = reset_at - time.monotonic() + 0.5 + random.uniform(0, 0.25)
         if wait <= 0:
             self.rate_limit.remaining.pop(name, None)
             return
@@ -443,10 +444,17 @@ class RunPodClient:
                 log.info(
                     "RunPod %s %s answered %d; retrying in %.2f s", method, path, status, delay
                 )
+                self._forget_windows_reset_by(time.monotonic() + delay)
                 await self._sleep(delay)
                 attempt += 1
                 continue
             raise self._error(response, what, attempts=attempt + 1)
+
+    def _forget_windows_reset_by(self, moment: float) -> None:
+        """Drop spent windows that reset before `moment` (the retry waits them out anyway)."""
+        for name, reset_at in list(self.rate_limit.reset_at.items()):
+            if reset_at <= moment + 0.5:
+                self.rate_limit.remaining.pop(name, None)
 
     def _retry_after(self, response: httpx.Response) -> float:
         value = response.headers.get("Retry-After", "")
