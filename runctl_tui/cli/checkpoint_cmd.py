@@ -166,6 +166,7 @@ def cmd_inspect(args: argparse.Namespace, context: Context) -> int:
 def cmd_cleanup(args: argparse.Namespace, context: Context) -> int:
     """Delete all but the newest N, the best, protected ones and any being written."""
     from runctl_tui.core.checkpoints import (
+        InspectCache,
         execute_cleanup,
         find_best,
         list_checkpoints,
@@ -185,9 +186,16 @@ def cmd_cleanup(args: argparse.Namespace, context: Context) -> int:
     tracker.observe(list_checkpoints(directory))
     time.sleep(SETTLE_SECONDS)
     entries = tracker.observe(list_checkpoints(directory))
-    find_best(entries, metric=settings.best_metric, mode=settings.best_mode)
+    cache = InspectCache()
+    find_best(entries, metric=settings.best_metric, mode=settings.best_mode, inspect=cache)
     busy = open_for_writing(p for e in entries for p in (e.parts or [e.path]))
-    plan = plan_cleanup(entries, keep_last=keep_last, protected=settings.protected, writing=busy)
+    plan = plan_cleanup(
+        entries,
+        keep_last=keep_last,
+        protected=settings.protected,
+        writing=busy,
+        is_readable=lambda e: cache(Path(e.path)).error is None,
+    )
     if args.json and args.dry_run:
         print_json(_plan_json(plan, dry_run=True))
         return EXIT_OK

@@ -191,3 +191,24 @@ def test_a_file_that_changed_since_listing_is_skipped(tmp_path: Path) -> None:
     assert result.deleted == []
     assert result.skipped[0][1].startswith("changed since it was listed")
     assert path.exists()
+
+
+def test_an_unreadable_newest_file_takes_no_keep_slot(tmp_path: Path) -> None:
+    from runctl_tui.core.checkpoints import InspectCache
+
+    good = tmp_path / "epoch=1-step=10.ckpt"
+    shutil.copy(SAMPLES / "lightning/epoch=2-step=12.ckpt", good)
+    _age(good, 100)
+    data = (SAMPLES / "lightning/last.ckpt").read_bytes()
+    crashed = tmp_path / "epoch=2-step=20.ckpt"
+    crashed.write_bytes(data[: len(data) // 3])
+    _age(crashed, 10)
+    cache = InspectCache()
+    entries = list_checkpoints(tmp_path)
+    plan = plan_cleanup(
+        entries, keep_last=1, is_readable=lambda e: cache(Path(e.path)).error is None
+    )
+    assert [e.name for e in plan.delete] == [crashed.name]
+    assert [(e.name, r) for e, r in plan.keep] == [(good.name, "one of the newest 1")]
+    blind = plan_cleanup(entries, keep_last=1)
+    assert [e.name for e in blind.delete] == [good.name]  # what the check prevents

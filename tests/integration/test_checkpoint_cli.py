@@ -121,9 +121,10 @@ def test_inspect_truncated_exits_1_with_sentence(tmp_path: Path) -> None:
 def test_cleanup_dry_run_then_yes(tmp_path: Path) -> None:
     root = tmp_path / "ckpts"
     root.mkdir()
+    real = (SAMPLES / "torch/state_dict_zip.pt").read_bytes()
     for i in range(1, 6):
         path = root / f"epoch={i}-val_loss={[0.9, 0.1, 0.5, 0.4, 0.3][i - 1]}.ckpt"
-        path.write_bytes(b"w" * 1000 * i)
+        path.write_bytes(real + b"\0" * 1000 * i)  # readable (zip found from the end), sized apart
         _age(path, 100 - i)
     (root / "pinned.ckpt").write_bytes(b"p")
     _age(root / "pinned.ckpt", 1000)
@@ -139,14 +140,15 @@ def test_cleanup_dry_run_then_yes(tmp_path: Path) -> None:
         "epoch=1-val_loss=0.9.ckpt",
         "epoch=3-val_loss=0.5.ckpt",
     ]
-    assert plan["freed_bytes"] == 1000 + 3000
+    assert plan["freed_bytes"] == 2 * len(real) + 1000 + 3000
     reasons = {k["name"]: k["reason"] for k in plan["keep"]}
     assert reasons["pinned.ckpt"] == "protected by 'pinned*'"
     assert reasons["epoch=2-val_loss=0.1.ckpt"].startswith("best: lowest val_loss")
     assert sorted(p.name for p in root.iterdir()) == before  # a dry run deletes nothing
 
     text = runctl("checkpoint", "cleanup", str(root), "--keep-last", "2", "--dry-run", cwd=tmp_path)
-    assert "2 to delete, freeing 3.9 KiB (4000 bytes)" in text.stdout
+    freed = 2 * len(real) + 4000
+    assert f"2 to delete, freeing {freed / 1024:.1f} KiB ({freed} bytes)" in text.stdout
 
     refused = runctl("checkpoint", "cleanup", str(root), "--keep-last", "2", cwd=tmp_path)
     assert refused.returncode == 1

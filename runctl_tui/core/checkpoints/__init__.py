@@ -21,7 +21,7 @@ from runctl_tui.core.checkpoints.discovery import (
     list_s3_checkpoints,
     parse_name,
 )
-from runctl_tui.core.checkpoints.inspect import inspect_checkpoint
+from runctl_tui.core.checkpoints.inspect import InspectCache, inspect_checkpoint
 from runctl_tui.core.checkpoints.records import FORMATS, CheckpointEntry, CheckpointInfo
 from runctl_tui.core.checkpoints.writing import WriteTracker, open_for_writing
 
@@ -33,6 +33,7 @@ __all__ = [
     "CleanupPlan",
     "CleanupResult",
     "FileFact",
+    "InspectCache",
     "WriteTracker",
     "classify",
     "classify_remote",

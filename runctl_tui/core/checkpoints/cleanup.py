@@ -7,7 +7,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,7 @@ def plan_cleanup(
     keep_last: int,
     protected: Sequence[str] = (),
     writing: set[str] | None = None,
+    is_readable: Callable[[CheckpointEntry], bool] | None = None,
 ) -> CleanupPlan:
     """Decide what to delete from one local listing (newest first, `best` already marked).
 
@@ -53,6 +54,8 @@ def plan_cleanup(
         protected: Globs from `[checkpoints] protected`, matched against the entry's name,
             file name and full path.
         writing: Paths some process has open for writing (`open_for_writing`).
+        is_readable: Whether a checkpoint's headers read without error; the newest N are
+            counted among readable ones only (newest first, asked only until N are found).
 
     Returns:
         The plan; nothing is deleted here.
@@ -60,7 +63,17 @@ def plan_cleanup(
     writing = writing or set()
     plan = CleanupPlan()
     ordered = sorted(entries, key=lambda e: (e.modified, e.name), reverse=True)
-    newest = {e.path for e in ordered[: max(keep_last, 0)]}
+    newest: set[str] = set()
+    for entry in ordered:
+        if len(newest) >= keep_last:
+            break
+        # A half-written file left by a crash must not take the place of a usable checkpoint.
+        if (
+            entry.error is None
+            and entry.link_target is None
+            and (is_readable is None or is_readable(entry))
+        ):
+            newest.add(entry.path)
     for entry in ordered:
         reason = _keep_reason(entry, newest, keep_last, protected, writing)
         if reason:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -410,3 +412,57 @@ def _numbers_from_strings(metadata: Mapping[str, str], info: CheckpointInfo) -> 
             info.step = int(number)
         elif _looks_metric(key) and math.isfinite(number):
             info.metrics[key] = number
+
+
+class InspectCache:
+    """`inspect_checkpoint` with memory: a file is read again only when its size or mtime moves.
+
+    Safe to call from several worker threads. The dashboard keeps one per browser so that
+    re-listing a directory after every file event does not re-read unchanged checkpoints.
+
+    Args:
+        maxsize: How many results to keep (least recently used go first).
+    """
+
+    def __init__(self, maxsize: int = 1024) -> None:
+        self.maxsize = maxsize
+        self._data: OrderedDict[str, tuple[tuple[int, int], CheckpointInfo]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple[int, int]:
+        try:
+            st = path.stat()
+        except OSError:
+            return (-1, -1)
+        if path.is_dir():
+            # A Trainer directory changes when trainer_state.json is (re)written.
+            try:
+                inner = (path / hf.TRAINER_STATE).stat()
+                return (inner.st_size, inner.st_mtime_ns)
+            except OSError:
+                return (0, st.st_mtime_ns)
+        return (st.st_size, st.st_mtime_ns)
+
+    def __call__(self, path: Path) -> CheckpointInfo:
+        """The (possibly remembered) description of `path`."""
+        key = str(path)
+        stamp = self._stamp(Path(path))
+        with self._lock:
+            hit = self._data.get(key)
+            if hit is not None and hit[0] == stamp:
+                self._data.move_to_end(key)
+                return hit[1]
+        info = inspect_checkpoint(Path(path))
+        with self._lock:
+            self._data[key] = (stamp, info)
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+        return info
+
+    def peek(self, path: str) -> CheckpointInfo | None:
+        """The remembered description, without touching the disk; None when not inspected yet."""
+        with self._lock:
+            hit = self._data.get(path)
+        return hit[1] if hit else None
