@@ -255,3 +255,36 @@ async def test_real_file_source_and_a_flood_keep_the_keyboard_responsive(tmp_pat
             pilot, lambda: app.lines.visible_lines()[-1:] == [f"flood 199999 {'y' * 60}"], "end"
         )
         assert len(app.log_view.buffer) == 2000
+
+
+def test_snapshot_paused_with_search_highlight(snap_compare: Any) -> None:
+    """The pane paused with new lines waiting, a search match highlighted, a progress line."""
+    app = LogApp()
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        source = QueueSource()
+        app.log_view.set_source(source)
+        lines = [f"epoch 1 step {i:3d} loss {2.0 / (i + 1):.4f}" for i in range(60)]
+        lines[40] = "\x1b[31mWARNING\x1b[0m step  40 grad norm 1e4, clipping"
+        source.put(lines, size=52_430)
+        await until(pilot, lambda: app.log_view.buffer.total == 60, "lines")
+        app.log_view.flush_now()
+        app.lines.focus()
+        await pilot.press("pageup")
+        source.put(
+            [f"epoch 2 step {i:3d} loss 0.1" for i in range(12)],
+            partial="epoch 2  35%|███▌      | 35/100",
+        )
+        await until(
+            pilot, lambda: app.log_view.buffer.total == 72 or bool(app.log_view._incoming), "more"
+        )
+        app.log_view.flush_now()
+        await pilot.press("slash", *"grad", "enter")
+        await pilot.pause()
+        state["match"] = app.lines.current_match
+        state["marker"] = marker_text(app)
+
+    state: dict[str, Any] = {}
+    assert snap_compare(app, terminal_size=(100, 30), run_before=run_before)
+    assert state["match"] == 40
+    assert "12 new lines" in state["marker"]
