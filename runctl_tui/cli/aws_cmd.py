@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 ORDER = 40
 T = TypeVar("T")
-_FOLLOW_STATUS_SECONDS = 5.0
 
 
 def register(subparsers: Any) -> None:
@@ -366,7 +365,7 @@ def _follow(config: Config, backend: AwsBackend, run_id: str) -> int:
         task = asyncio.create_task(printer())
         try:
             while True:
-                await asyncio.sleep(_FOLLOW_STATUS_SECONDS)
+                await asyncio.sleep(config.monitor.poll_seconds)
                 state = await inspect_run(config, backend, current)
                 if state.run.status is not RunStatus.RUNNING:
                     # Let the last lines arrive before stopping the tail.

@@ -92,6 +92,13 @@ def _plain_ec2() -> Any:
     return boto3.client("ec2", region_name=REGION)
 
 
+def _some_amis() -> list[dict[str, Any]]:
+    # A filtered call: moto ships ~1,300 Amazon images and parsing them all is slow.
+    return _plain_ec2().describe_images(
+        Owners=["amazon"], Filters=[{"Name": "name", "Values": ["ubuntu/images/*"]}]
+    )["Images"]
+
+
 def _instances() -> list[dict[str, Any]]:
     pages = _plain_ec2().get_paginator("describe_instances").paginate()
     return [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
@@ -107,7 +114,7 @@ async def test_lists_only_managed_instances_unless_all(moto_aws: MotoServer) -> 
     image = created.machine.tags
     assert image[MANAGED_TAG] == "true"
     # Someone else's instance in the same region.
-    amis = _plain_ec2().describe_images(Owners=["amazon"])["Images"]
+    amis = _some_amis()
     _plain_ec2().run_instances(
         ImageId=amis[0]["ImageId"], MinCount=1, MaxCount=1, InstanceType="t3.micro"
     )
@@ -260,11 +267,7 @@ async def test_default_ami_falls_back_to_older_dlami_names_and_config_wins(
     chosen = run_instances_hook[-1]["ImageId"]
     image = _plain_ec2().describe_images(ImageIds=[chosen])["Images"][0]
     assert "Deep Learning" in image["Name"] and "Ubuntu" in image["Name"]
-    other = next(
-        i["ImageId"]
-        for i in _plain_ec2().describe_images(Owners=["amazon"])["Images"]
-        if i["ImageId"] != chosen
-    )
+    other = next(i["ImageId"] for i in _some_amis() if i["ImageId"] != chosen)
     await AwsBackend(_config(ami=other)).create_instance(CreateSpec(Provider.AWS, "t3.micro"))
     assert run_instances_hook[-1]["ImageId"] == other
     with pytest.raises(NotFoundError, match="ami-00000000deadbeef"):
