@@ -49,9 +49,10 @@ def test_trainer_state_log_history_and_best_checkpoint() -> None:
         want = [(float(e["step"]), e[name]) for e in history if name in e]
         assert reader.series[name].points() == want
     assert reader.info["best_metric"] == expected["best_metric"]
-    assert Path(reader.info["best_model_checkpoint"]).name == Path(
-        expected["best_model_checkpoint"]
-    ).name
+    assert (
+        Path(reader.info["best_model_checkpoint"]).name
+        == Path(expected["best_model_checkpoint"]).name
+    )
     assert not reader.poll()  # unchanged file: nothing new
 
 
@@ -75,8 +76,11 @@ def test_transformers_tensorboard_callback_matches_log_history() -> None:
     for point in read_event_file(event):
         got.setdefault(point.name, []).append((point.step, point.value))
     history = truth("hf_tensorboard")["log_history"]
-    for tag, key in (("train/loss", "loss"), ("eval/loss", "eval_loss"),
-                     ("train/learning_rate", "learning_rate")):
+    for tag, key in (
+        ("train/loss", "loss"),
+        ("eval/loss", "eval_loss"),
+        ("train/learning_rate", "learning_rate"),
+    ):
         want = [(float(e["step"]), e[key]) for e in history if key in e]
         assert [s for s, _ in got[tag]] == [s for s, _ in want]
         assert [v for _, v in got[tag]] == pytest.approx([v for _, v in want], rel=1e-6)
@@ -116,7 +120,9 @@ def test_corrupt_length_stops_reading_without_error(tmp_path: Path) -> None:
 
 def test_metrics_jsonl_contract_and_incremental_reading(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"step": 1, "loss": 0.9}\n{"step": 2, "loss": 0.8, "lr": 0.1}\n{"step": 3, "lo')
+    path.write_text(
+        '{"step": 1, "loss": 0.9}\n{"step": 2, "loss": 0.8, "lr": 0.1}\n{"step": 3, "lo'
+    )
     reader = TextReader(path)
     assert reader.poll()
     assert reader.series["loss"].points() == [(1.0, 0.9), (2.0, 0.8)]

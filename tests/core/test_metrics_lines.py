@@ -43,7 +43,7 @@ def test_tqdm_postfix_values_each_counted_once_with_the_bars_count() -> None:
     acc = [(n, v) for n, v, _ in expected[40:]]
     assert [s for s, _ in parsed["loss"]] == [n for n, _ in loss]
     assert len(parsed["loss"]) == 40  # 40 set_postfix calls; the redraws add nothing
-    for (_, got), (_, want) in zip(parsed["loss"], loss):
+    for (_, got), (_, want) in zip(parsed["loss"], loss, strict=True):
         assert abs(got - want) <= shown(want, 3)  # tqdm shows 3 significant digits
     assert parsed["acc"] == [(float(n), pytest.approx(v)) for n, v in acc]
     assert set(parsed) == {"loss", "acc"}
@@ -55,7 +55,7 @@ def test_lightning_tqdm_bar_matches_callback_metrics() -> None:
     assert set(parsed) == {"train_loss", "val_loss"}  # v_num and prose are not metrics
     for name in ("train_loss", "val_loss"):
         assert [s for s, _ in parsed[name]] == [float(s) for s, _ in expected[name]]
-        for (_, got), (_, want) in zip(parsed[name], expected[name]):
+        for (_, got), (_, want) in zip(parsed[name], expected[name], strict=True):
             assert abs(got - want) <= shown(want, 3)
 
 
@@ -63,14 +63,14 @@ def test_lightning_rich_bar_and_its_wrapped_second_line() -> None:
     parsed = parse_raw(SAMPLES / "lightning_rich" / "console.raw")
     expected = truth("lightning_rich")
     assert set(parsed) == {"train_loss", "val_loss"}
-    by_step = {step: value for step, value in expected["train_loss"]}
+    by_step = dict(expected["train_loss"])
     for step, value in parsed["train_loss"]:
         assert step is not None
         assert abs(value - by_step[int(step)]) <= 5e-4  # rich shows 3 decimals
     # Every epoch's last step is drawn; intermediate redraws depend on the refresh rate.
     assert {5.0, 10.0, 15.0} <= {s for s, _ in parsed["train_loss"]}
     assert [s for s, _ in parsed["val_loss"]] == [float(s) for s, _ in expected["val_loss"]]
-    for (_, got), (_, want) in zip(parsed["val_loss"], expected["val_loss"]):
+    for (_, got), (_, want) in zip(parsed["val_loss"], expected["val_loss"], strict=True):
         assert abs(got - want) <= 5e-4
 
 
@@ -82,7 +82,9 @@ def test_keras_progress_bar_matches_history_and_batch_logs() -> None:
         assert step is not None
         assert abs(value - batches[int(step)]) <= 5e-5  # Keras shows 4 decimals
     ends = dict(parsed["loss"])
-    assert [ends[8.0], ends[16.0], ends[24.0]] == pytest.approx(expected["history"]["loss"], abs=5e-5)
+    assert [ends[8.0], ends[16.0], ends[24.0]] == pytest.approx(
+        expected["history"]["loss"], abs=5e-5
+    )
     assert [s for s, _ in parsed["val_loss"]] == [8.0, 16.0, 24.0]
     assert [v for _, v in parsed["val_loss"]] == pytest.approx(
         expected["history"]["val_loss"], abs=5e-5
@@ -97,7 +99,7 @@ def test_transformers5_string_valued_console_dicts_match_log_history() -> None:
         got = parsed[name]
         assert len(got) == len(want), name
         assert all(step is None for step, _ in got)  # the dicts carry no step
-        for (_, value), expected in zip(got, want):
+        for (_, value), expected in zip(got, want, strict=True):
             assert abs(value - expected) <= shown(expected, 4), name
 
 
@@ -107,22 +109,37 @@ def test_transformers5_string_valued_console_dicts_match_log_history() -> None:
         ("step 10 | loss=0.53 lr=3e-4", [("loss", 10, 0.53), ("lr", 10, 3e-4)]),
         ("iter 120: loss 2.3456, time 12.3ms", [("loss", 120, 2.3456), ("time", 120, 12.3)]),
         ("global_step: 7 loss: 0.5312", [("loss", 7, 0.5312)]),
-        ("Epoch 3/10 train_loss=0.25 val_loss=0.31", [("train_loss", 3, 0.25), ("val_loss", 3, 0.31)]),
+        (
+            "Epoch 3/10 train_loss=0.25 val_loss=0.31",
+            [("train_loss", 3, 0.25), ("val_loss", 3, 0.31)],
+        ),
         ("it 40 loss 1.5", [("loss", 40, 1.5)]),
-        ("step 100: train loss 2.5012, val loss 2.6034", [("train_loss", 100, 2.5012), ("val_loss", 100, 2.6034)]),
+        (
+            "step 100: train loss 2.5012, val loss 2.6034",
+            [("train_loss", 100, 2.5012), ("val_loss", 100, 2.6034)],
+        ),
         ("step=5 loss=tensor(0.7311, grad_fn=<NllLossBackward0>)", [("loss", 5, 0.7311)]),
         ("step 9 loss=nan grad_norm=inf", [("loss", 9, math.nan), ("grad_norm", 9, math.inf)]),
-        ('{"step": 4, "loss": 0.5, "val": {"acc": 0.9}, "time": 1700000000.5, "tag": "x"}',
-         [("loss", 4, 0.5), ("val/acc", 4, 0.9)]),
-        ("{'loss': 4.684, 'grad_norm': 1.25, 'learning_rate': 5e-05, 'epoch': 0.17}",
-         [("loss", None, 4.684), ("grad_norm", None, 1.25), ("learning_rate", None, 5e-05), ("epoch", None, 0.17)]),
+        (
+            '{"step": 4, "loss": 0.5, "val": {"acc": 0.9}, "time": 1700000000.5, "tag": "x"}',
+            [("loss", 4, 0.5), ("val/acc", 4, 0.9)],
+        ),
+        (
+            "{'loss': 4.684, 'grad_norm': 1.25, 'learning_rate': 5e-05, 'epoch': 0.17}",
+            [
+                ("loss", None, 4.684),
+                ("grad_norm", None, 1.25),
+                ("learning_rate", None, 5e-05),
+                ("epoch", None, 0.17),
+            ],
+        ),
     ],
 )
 def test_plain_line_forms(line: str, expected: list[tuple[str, float | None, float]]) -> None:
     points = LineMetricsParser().feed([line])
     got = [(p.name, p.step, p.value) for p in points]
     assert len(got) == len(expected)
-    for (name, step, value), (want_name, want_step, want_value) in zip(got, expected):
+    for (name, step, value), (want_name, want_step, want_value) in zip(got, expected, strict=True):
         assert (name, step) == (want_name, want_step)
         if math.isnan(want_value):
             assert math.isnan(value)
@@ -148,7 +165,10 @@ def test_prose_is_not_taken_for_metrics(line: str) -> None:
 def test_lines_without_a_step_are_counted_per_series() -> None:
     points = LineMetricsParser().feed(["loss=0.9", "noise", "loss=0.8 acc=0.5", "loss=0.7"])
     assert [(p.name, p.step) for p in points] == [
-        ("loss", 1.0), ("loss", 2.0), ("acc", 1.0), ("loss", 3.0)
+        ("loss", 1.0),
+        ("loss", 2.0),
+        ("acc", 1.0),
+        ("loss", 3.0),
     ]
 
 
@@ -158,8 +178,9 @@ def test_same_step_spelled_twice_is_one_point() -> None:
 
 
 def test_extra_regex_from_config() -> None:
-    parser = LineMetricsParser([r"#(?P<step>\d+) (?P<name>[a-z]+)~(?P<value>[\d.]+)",
-                                r"PPL\[(?P<ppl>[\d.]+)\]"])
+    parser = LineMetricsParser(
+        [r"#(?P<step>\d+) (?P<name>[a-z]+)~(?P<value>[\d.]+)", r"PPL\[(?P<ppl>[\d.]+)\]"]
+    )
     points = parser.feed(["#12 loss~0.25 PPL[3.5]"])
     assert ("loss", 12.0, 0.25) in [(p.name, p.step, p.value) for p in points]
     assert ("ppl", 1.0, 3.5) in [(p.name, p.step, p.value) for p in points]

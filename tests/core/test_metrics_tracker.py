@@ -35,7 +35,7 @@ def test_tracker_reads_only_what_was_appended(tmp_path: Path) -> None:
     assert tracker.poll()
     assert tracker.series["loss"].points() == [(1.0, 0.9), (2.0, 0.8)]
     reader = next(iter(tracker._readers.values()))
-    assert getattr(reader, "offset") == log.stat().st_size
+    assert reader.offset == log.stat().st_size
     assert not tracker.poll()
     with log.open("a") as fh:
         fh.write("step 3 loss=0.7\nstep 4 lo")  # the last line is still being written
@@ -165,13 +165,23 @@ def test_cli_event_file_in_a_subprocess() -> None:
     (event,) = (SAMPLES / "tensorboard").glob("events.out.tfevents.*")
     result = subprocess.run(
         [sys.executable, "-m", "runctl_tui.cli", "metrics", str(event), "--json"],
-        capture_output=True, text=True, check=False, timeout=60,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     if result.returncode != 0 and "No module named runctl_tui.cli.__main__" in result.stderr:
         result = subprocess.run(
-            [sys.executable, "-c", "import sys; from runctl_tui.cli import main; "
-             f"sys.exit(main(['metrics', {str(event)!r}, '--json']))"],
-            capture_output=True, text=True, check=False, timeout=60,
+            [
+                sys.executable,
+                "-c",
+                "import sys; from runctl_tui.cli import main; "
+                f"sys.exit(main(['metrics', {str(event)!r}, '--json']))",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
         )
     assert result.returncode == 0, result.stderr
     series = json.loads(result.stdout)["series"]

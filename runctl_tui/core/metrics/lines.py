@@ -42,7 +42,9 @@ _PAIR = re.compile(
 # Pairs inside a progress bar's postfix: `key=v` (tqdm) or `key: v` (rich, Keras).
 _BAR_PAIR = re.compile(rf"(?<![\w./`'\"-])({_KEY})(?:=|: )\s*({_NUM})(?![\d.])")
 # `'key': 1.5`, `'key': '1.5'` (transformers 5 prints strings), `"key": 1.5`.
-_DICT_PAIR = re.compile(rf"""['"]([^'"]+)['"]\s*:\s*['"]?\s*(?:tensor\()?({_NUM})['"]?(?=\s*[,}})])""")
+_DICT_PAIR = re.compile(
+    rf"""['"]([^'"]+)['"]\s*:\s*['"]?\s*(?:tensor\()?({_NUM})['"]?(?=\s*[,}})])"""
+)
 _ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()][A-Za-z0-9])")
 _TQDM = re.compile(
     r"(?P<desc>[^\r]*?)(?::\s*)?(?:\d+%\|[^|]*\|\s*)?(?P<n>\d+)(?:/(?P<total>\d+))?(?:it)?"
@@ -58,8 +60,22 @@ _KERAS_EPOCH = re.compile(r"^\s*Epoch (\d+)/(\d+)\s*$")
 _EPOCH_IN_DESC = re.compile(r"[Ee]poch[ _:=]*(\d+)")
 
 STEP_KEYS = frozenset(
-    {"step", "steps", "global_step", "globalstep", "iter", "iters", "iteration", "it", "_step",
-     "trainer/global_step", "train/global_step", "train/step", "num_steps", "n_iter"}
+    {
+        "step",
+        "steps",
+        "global_step",
+        "globalstep",
+        "iter",
+        "iters",
+        "iteration",
+        "it",
+        "_step",
+        "trainer/global_step",
+        "train/global_step",
+        "train/step",
+        "num_steps",
+        "n_iter",
+    }
 )
 """Names (lower-cased) whose value is the step of the line, not a series."""
 EPOCH_KEYS = frozenset({"epoch", "epochs"})
@@ -69,20 +85,72 @@ _TIME_KEYS = frozenset({"time", "timestamp", "wall_time", "walltime", "_timestam
 # Words that precede a number in prose (`took 12.5 s`, `shard 3 of 100`, `using: 0 TPU cores`)
 # and never name a metric.
 _STOPWORDS = frozenset(
-    """a an and at after before by for from in into is of on or the to was were with took
-    saved saving save load loading loaded using use used rank gpu gpus worker workers pid
-    line version python cuda seed shard shards top batch batches size files file process
-    processes threads thread total found in_features out_features""".split()
+    [
+        "a",
+        "an",
+        "and",
+        "at",
+        "after",
+        "before",
+        "by",
+        "for",
+        "from",
+        "in",
+        "into",
+        "is",
+        "of",
+        "on",
+        "or",
+        "the",
+        "to",
+        "was",
+        "were",
+        "with",
+        "took",
+        "saved",
+        "saving",
+        "save",
+        "load",
+        "loading",
+        "loaded",
+        "using",
+        "use",
+        "used",
+        "rank",
+        "gpu",
+        "gpus",
+        "worker",
+        "workers",
+        "pid",
+        "line",
+        "version",
+        "python",
+        "cuda",
+        "seed",
+        "shard",
+        "shards",
+        "top",
+        "batch",
+        "batches",
+        "size",
+        "files",
+        "file",
+        "process",
+        "processes",
+        "threads",
+        "thread",
+        "total",
+        "found",
+        "in_features",
+        "out_features",
+    ]
 )
 _QUALIFY = ("loss", "Loss", "step", "Step", "iter", "Iter", "poch", "acc", "ppl", "lr ")
 
 
 def _qualifies(text: str) -> bool:
     """Whether a line looks like a metric line, so `key value` pairs in it count."""
-    for word in _QUALIFY:
-        if word in text:
-            return True
-    return False
+    return any(word in text for word in _QUALIFY)
 
 
 class LineMetricsParser:

@@ -49,7 +49,7 @@ class Series:
         return len(self.values)
 
     def __iter__(self) -> Iterator[tuple[float | None, float]]:
-        return zip(self.steps, self.values)
+        return zip(self.steps, self.values, strict=False)
 
     def __repr__(self) -> str:
         return f"Series({self.name!r}, {len(self)} points)"
@@ -71,7 +71,7 @@ class Series:
 
     def points(self) -> Points:
         """The points as `(step, value)` pairs."""
-        return list(zip(self.steps, self.values))
+        return list(zip(self.steps, self.values, strict=False))
 
     def x_values(self) -> list[float]:
         """X coordinates for plotting: the steps, or the point index where a step is unknown.

@@ -126,15 +126,15 @@ def _tensor_scalar(tensor: bytes) -> float | None:
             content = value
         elif number == 5 and isinstance(value, bytes):  # float_val
             floats.extend(
-                struct.unpack(f"<{len(value) // 4}f", value) if wire == 2 else [
-                    struct.unpack("<f", value)[0]
-                ]
+                struct.unpack(f"<{len(value) // 4}f", value)
+                if wire == 2
+                else [struct.unpack("<f", value)[0]]
             )
         elif number == 6 and isinstance(value, bytes):  # double_val
             floats.extend(
-                struct.unpack(f"<{len(value) // 8}d", value) if wire == 2 else [
-                    struct.unpack("<d", value)[0]
-                ]
+                struct.unpack(f"<{len(value) // 8}d", value)
+                if wire == 2
+                else [struct.unpack("<d", value)[0]]
             )
         elif number in (7, 10):  # int_val, int64_val
             if isinstance(value, int):
@@ -144,14 +144,19 @@ def _tensor_scalar(tensor: bytes) -> float | None:
                 while pos < len(value):
                     item, pos = _varint(value, pos)
                     floats.append(float(item))
-        elif number == 13 and dtype == _DT_HALF:  # half_val holds the bits as int32
-            if isinstance(value, int):
-                floats.append(struct.unpack("<e", struct.pack("<H", value & 0xFFFF))[0])
+        elif number == 13 and dtype == _DT_HALF and isinstance(value, int):
+            # half_val holds the bits of each half as an int32
+            floats.append(struct.unpack("<e", struct.pack("<H", value & 0xFFFF))[0])
     if len(floats) == 1:
         return floats[0]
     if content:
-        formats = {_DT_FLOAT: "<f", _DT_DOUBLE: "<d", _DT_INT32: "<i", _DT_INT64: "<q",
-                   _DT_HALF: "<e"}
+        formats = {
+            _DT_FLOAT: "<f",
+            _DT_DOUBLE: "<d",
+            _DT_INT32: "<i",
+            _DT_INT64: "<q",
+            _DT_HALF: "<e",
+        }
         fmt = formats.get(dtype)
         if fmt and len(content) == struct.calcsize(fmt):
             return float(struct.unpack(fmt, content)[0])

@@ -30,8 +30,17 @@ from runctl_tui.core.metrics.models import Points, Series, to_points
 MAX_DEPTH = 5
 """How deep below a run directory sources are looked for."""
 _SKIP_DIRS = frozenset(
-    {".git", "__pycache__", "node_modules", ".venv", "venv", ".mypy_cache", ".ruff_cache",
-     "site-packages", "wandb"}
+    {
+        ".git",
+        "__pycache__",
+        "node_modules",
+        ".venv",
+        "venv",
+        ".mypy_cache",
+        ".ruff_cache",
+        "site-packages",
+        "wandb",
+    }
 )
 _LOG_SUFFIXES = (".log", ".out", ".err")
 _LOG_NAMES = frozenset({"stdout", "stderr", "output.txt", "log.txt", "train.txt"})
@@ -152,7 +161,9 @@ class MetricsTracker:
                 continue
             if states and path.name == "trainer_state.json":
                 # A newer checkpoint's state supersedes the one followed so far.
-                for old in [p for p, r in self._readers.items() if isinstance(r, TrainerStateReader)]:
+                for old in [
+                    p for p, r in self._readers.items() if isinstance(r, TrainerStateReader)
+                ]:
                     del self._readers[old]
             if is_event_file(path) and len(event_dirs) > 1 and self.path.is_dir():
                 relative = path.parent.relative_to(self.path).as_posix()

@@ -21,8 +21,9 @@ def child(truth_path: str, csv_path: str) -> None:
     keras.utils.set_random_seed(0)
     x = np.random.rand(160, 4).astype("float32")
     y = (x @ np.array([[1.0], [-2.0], [0.5], [3.0]], dtype="float32")).astype("float32")
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(1)]
+    )
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
     batches: list[list[float]] = []
 
@@ -36,14 +37,23 @@ def child(truth_path: str, csv_path: str) -> None:
             batches.append([self.epoch + 1, batch + 1, float(logs["loss"])])
 
     history = model.fit(
-        x, y, epochs=3, batch_size=16, validation_split=0.2, verbose=1,
+        x,
+        y,
+        epochs=3,
+        batch_size=16,
+        validation_split=0.2,
+        verbose=1,
         callbacks=[keras.callbacks.CSVLogger(csv_path), Record()],
     )
     with open(truth_path, "w") as fh:
         json.dump(
-            {"keras_version": keras.__version__, "backend": keras.backend.backend(),
-             "history": history.history, "batches": batches,
-             "batch_columns": ["epoch (1-based)", "batch (1-based)", "loss"]},
+            {
+                "keras_version": keras.__version__,
+                "backend": keras.backend.backend(),
+                "history": history.history,
+                "batches": batches,
+                "batch_columns": ["epoch (1-based)", "batch (1-based)", "loss"],
+            },
             fh,
         )
 

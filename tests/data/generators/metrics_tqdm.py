@@ -33,7 +33,14 @@ def child() -> None:
         truth.append([bar.n, acc, i + 1])
     bar.close()
     with open(sys.argv[2], "w") as fh:
-        json.dump({"tqdm_version": tqdm.__version__, "postfix": truth, "columns": ["bar.n", "value", "loop index"]}, fh)
+        json.dump(
+            {
+                "tqdm_version": tqdm.__version__,
+                "postfix": truth,
+                "columns": ["bar.n", "value", "loop index"],
+            },
+            fh,
+        )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,15 @@ def child(truth_path: str, work: str, report_to: str) -> None:
     from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
 
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=2, n_head=2,
-                        bos_token_id=0, eos_token_id=0)
+    config = GPT2Config(
+        vocab_size=64,
+        n_positions=16,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     model = GPT2LMHeadModel(config)
 
     class Synthetic(torch.utils.data.Dataset):  # type: ignore[type-arg]
@@ -61,17 +68,21 @@ def child(truth_path: str, work: str, report_to: str) -> None:
         seed=0,
         dataloader_num_workers=0,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=Synthetic(64, 1),
-                      eval_dataset=Synthetic(16, 2))
+    trainer = Trainer(
+        model=model, args=args, train_dataset=Synthetic(64, 1), eval_dataset=Synthetic(16, 2)
+    )
     trainer.train()
     state = trainer.state
     with open(truth_path, "w") as fh:
         json.dump(
-            {"transformers_version": transformers.__version__,
-             "torch_version": torch.__version__,
-             "log_history": state.log_history, "best_metric": state.best_metric,
-             "best_model_checkpoint": state.best_model_checkpoint,
-             "output_dir": work},
+            {
+                "transformers_version": transformers.__version__,
+                "torch_version": torch.__version__,
+                "log_history": state.log_history,
+                "best_metric": state.best_metric,
+                "best_model_checkpoint": state.best_model_checkpoint,
+                "output_dir": work,
+            },
             fh,
         )
 
@@ -85,8 +96,10 @@ if __name__ == "__main__":
             for old in target.iterdir():
                 old.unlink()
             work = tempfile.mkdtemp()
-            raw = run_in_pty([__file__, "--child", str(target / "ground_truth.json"), work,
-                              report_to], env={"TENSORBOARD_LOGGING_DIR": f"{work}/tb"})
+            raw = run_in_pty(
+                [__file__, "--child", str(target / "ground_truth.json"), work, report_to],
+                env={"TENSORBOARD_LOGGING_DIR": f"{work}/tb"},
+            )
             if name == "hf_console":
                 (target / "console.raw").write_bytes(raw)
                 last = max(Path(work).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
