@@ -84,6 +84,9 @@ class RunPodConfig:
     remote_dir: str = _key("/workspace/project", "Where `train` syncs the project on a pod.")
     timeout_seconds: float = _key(30.0, "Timeout of one API call.")
     max_retries: int = _key(5, "Retries of a call answered 429 or 5xx (exponential backoff).")
+    wait_timeout_seconds: float = _key(
+        900.0, "How long `create --wait` and `train` wait for RUNNING and for SSH to answer."
+    )
 
 
 @dataclass
