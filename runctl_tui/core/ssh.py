@@ -396,6 +396,24 @@ class SshSession:
             )
         return out
 
+    async def start_process(self, command: str) -> asyncssh.SSHClientProcess[bytes]:
+        """Start a long-running remote command with binary stdout/stderr streams.
+
+        Args:
+            command: A command line for the remote shell.
+
+        Returns:
+            The asyncssh process; read `.stdout`/`.stderr`, call `.close()` when done.
+        """
+        import asyncssh
+
+        try:
+            return await self._conn.create_process(command, encoding=None)
+        except (OSError, asyncssh.Error) as exc:
+            raise BackendError(
+                f"Starting a command on {_describe(self.endpoint)} failed: {_reason(exc)}."
+            ) from exc
+
     async def home(self) -> str:
         """The remote user's home directory (cached)."""
         if self._home is None:
@@ -913,6 +931,16 @@ def _signal_number(name: str) -> int:
 def quote_args(args: Iterable[str]) -> str:
     """Join arguments into one shell-safe string (each `shlex.quote`d)."""
     return " ".join(shlex.quote(arg) for arg in args)
+
+
+def __getattr__(name: str) -> Any:
+    # RemoteFileLogSource lives in remote_log.py (which imports this module); re-exported
+    # lazily so `runctl_tui.core.ssh.RemoteFileLogSource` works without an import cycle.
+    if name == "RemoteFileLogSource":
+        from runctl_tui.core.remote_log import RemoteFileLogSource
+
+        return RemoteFileLogSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__: Sequence[str] = (
