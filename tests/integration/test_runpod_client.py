@@ -297,9 +297,9 @@ async def test_wait_until_ready_reports_each_state(
             machine.id,
             poll_seconds=0.01,
             timeout=10,
-            on_change=lambda m: states.append(m.raw_state),
+            on_change=lambda m, ssh: states.append(m.raw_state + ("+ssh" if ssh else "")),
         )
-        assert states == ["PROVISIONING", "STARTING", "RUNNING"]
+        assert states == ["PROVISIONING", "STARTING", "RUNNING+ssh"]
         assert ready.ssh is not None and ready.ssh.port == runpod_server.ssh_port
     finally:
         stop.set()

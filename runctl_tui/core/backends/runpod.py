@@ -188,7 +188,7 @@ class RunPodBackend:
         *,
         timeout: float = 900.0,
         poll_seconds: float = 3.0,
-        on_change: Callable[[Machine], None] | None = None,
+        on_change: Callable[[Machine, bool], None] | None = None,
         require_ssh: bool = True,
     ) -> Machine:
         """Poll until the pod is RUNNING and (when `require_ssh`) its sshd answers.
@@ -197,7 +197,8 @@ class RunPodBackend:
             pod_id: The pod.
             timeout: Seconds before giving up.
             poll_seconds: Seconds between polls.
-            on_change: Called with the machine each time its status (or SSH readiness) changes.
+            on_change: Called with the machine and whether SSH answers, each time either
+                changes.
             require_ssh: Also wait for an SSH banner on `ssh.direct`.
 
         Raises:
@@ -217,7 +218,7 @@ class RunPodBackend:
                 ssh_ok = await ssh_answers(machine.ssh.host, machine.ssh.port)
             seen = (machine.raw_state, ssh_ok)
             if seen != last and on_change is not None:
-                on_change(machine)
+                on_change(machine, ssh_ok)
             last = seen
             if machine.state is MachineState.RUNNING and (ssh_ok or not require_ssh):
                 return machine

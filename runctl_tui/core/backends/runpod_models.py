@@ -158,7 +158,10 @@ def gpu_type_to_offer(gpu: Mapping[str, Any], *, cloud: str = "SECURE") -> GpuOf
 
 def list_price(gpu: Mapping[str, Any], cloud: str, count: int) -> float | None:
     """The catalog's $/h for `count` GPUs of this type in `cloud`, or None if not offered."""
-    price = (gpu.get("price") or {}).get("secure" if cloud == "SECURE" else "community")
+    tier = "secure" if cloud == "SECURE" else "community"
+    if gpu.get(tier) is False:
+        return None
+    price = (gpu.get("price") or {}).get(tier)
     number = _number(price)
     return None if number is None else round(number * count, 4)
 
