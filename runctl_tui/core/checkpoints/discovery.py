@@ -7,13 +7,14 @@ directory, a sharded model or a `best.pt` symlink look the same wherever they li
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from runctl_tui.core.checkpoints.records import CheckpointEntry
 from runctl_tui.core.errors import BackendError, NotFoundError
@@ -37,11 +38,15 @@ INDEX_RE = re.compile(r"^(?P<stem>.+)\.(?P<ext>safetensors|bin)\.index\.json$")
 DEMO_RE = re.compile(r"^ckpt-.*\.json$")
 SKIP_DIRS = frozenset({"__pycache__", "node_modules", "wandb", "mlruns"})
 
-_EPOCH_RE = re.compile(r"(?:^|[^a-z])(?:epoch|ep)[=_-]?(\d+)", re.IGNORECASE)
-_STEP_RE = re.compile(
-    r"(?:^|[^a-z])(?:global_step|step|steps|iteration|iter|it|checkpoint|ckpt)[=_-]?(\d+)",
+_NUMBER_RE = re.compile(
+    r"(?:^|[^a-z])(?:(epoch|ep)|(global_step|steps|step|iteration|iter|it|checkpoint|ckpt))"
+    r"[=_-]?(\d+)",
     re.IGNORECASE,
 )
+"""One pass over a name: group 1 set for an epoch number, group 2 for a step number."""
+_COUNTER_WORDS = frozenset({"epoch", "ep", "step", "global_step", "steps", "iter", "it"})
+_EXT_FORMATS = {ext.lstrip("."): fmt for ext, fmt in SUFFIX_FORMATS.items()}
+_TEMP_EXTS = frozenset(ext.lstrip(".") for ext in TEMP_SUFFIXES)
 _METRIC_RE = re.compile(r"([A-Za-z][A-Za-z0-9_/]*)=([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
 
 
@@ -55,9 +60,11 @@ class RemoteFileLike(Protocol):
     link_target: str | None
 
 
-@dataclass(frozen=True)
-class FileFact:
-    """A file as a listing saw it: no content, only its stat data."""
+class FileFact(NamedTuple):
+    """A file as a listing saw it: no content, only its stat data.
+
+    A NamedTuple because a listing makes one per file and tuples are the cheapest to build.
+    """
 
     path: str
     size: int
@@ -76,6 +83,23 @@ class _Group:
     is_dir: bool = False
 
 
+@functools.lru_cache(maxsize=65536)
+def _parse_name(name: str) -> tuple[int | None, int | None, tuple[tuple[str, float], ...]]:
+    stem = _strip_suffixes(name)
+    metrics: list[tuple[str, float]] = []
+    if "=" in stem:
+        for key, value in _METRIC_RE.findall(stem):
+            if key.lower() not in _COUNTER_WORDS:
+                metrics.append((key, float(value)))
+    epoch = step = None
+    for match in _NUMBER_RE.finditer(stem):
+        if match.group(1) is not None:
+            epoch = int(match.group(3)) if epoch is None else epoch
+        elif step is None:
+            step = int(match.group(3))
+    return step, epoch, tuple(metrics)
+
+
 def parse_name(name: str) -> tuple[int | None, int | None, dict[str, float]]:
     """(step, epoch, metrics) written into a checkpoint's name.
 
@@ -86,38 +110,50 @@ def parse_name(name: str) -> tuple[int | None, int | None, dict[str, float]]:
     Returns:
         The step, the epoch (None when the name has none) and `key=value` metrics.
     """
+    step, epoch, metrics = _parse_name(name)
+    return step, epoch, dict(metrics)
+
+
+def _strip_suffixes(name: str) -> str:
     stem = name
-    for suffix in (
-        ".safetensors.index.json",
-        ".bin.index.json",
-        *SUFFIX_FORMATS,
-        ".json",
-        *TEMP_SUFFIXES,
-    ):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-    metrics: dict[str, float] = {}
-    for key, value in _METRIC_RE.findall(stem):
-        if key.lower() not in ("epoch", "ep", "step", "global_step", "steps", "iter", "it"):
-            metrics[key] = float(value)
-    epoch_match = _EPOCH_RE.search(stem)
-    step_match = _STEP_RE.search(stem)
-    epoch = int(epoch_match.group(1)) if epoch_match else None
-    step = int(step_match.group(1)) if step_match else None
-    return step, epoch, metrics
+    while True:
+        base, dot, ext = stem.rpartition(".")
+        if not dot or not base:
+            return stem
+        lowered = ext.lower()
+        if lowered in _TEMP_EXTS:
+            stem = base
+            continue
+        if lowered == "json":
+            for inner in (".safetensors.index", ".bin.index"):
+                if base.endswith(inner):
+                    return base[: -len(inner)]
+            return base
+        if lowered in _EXT_FORMATS:
+            return base
+        return stem
 
 
+@functools.lru_cache(maxsize=65536)
 def candidate_format(name: str) -> str | None:
     """The format a file name claims, or None when the name is not a checkpoint's."""
-    base = name
-    for suffix in TEMP_SUFFIXES:
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-    if DEMO_RE.match(base):
-        return "runctl-demo"
-    if INDEX_RE.match(base):
-        return "safetensors" if base.endswith(".safetensors.index.json") else "torch"
-    return SUFFIX_FORMATS.get(os.path.splitext(base)[1].lower())
+    base, dot, ext = name.rpartition(".")
+    if not dot:
+        return None
+    lowered = ext.lower()
+    if lowered in _TEMP_EXTS:
+        return candidate_format(base)
+    fmt = _EXT_FORMATS.get(lowered)
+    if fmt is not None:
+        return fmt
+    if lowered == "json":
+        if name.startswith("ckpt-"):
+            return "runctl-demo"
+        if base.endswith(".safetensors.index"):
+            return "safetensors"
+        if base.endswith(".bin.index"):
+            return "torch"
+    return None
 
 
 def is_temp_name(name: str) -> bool:
@@ -303,76 +339,99 @@ def classify(
         something outside the listing; symlinks to a listed checkpoint become its aliases.
     """
     root = root.rstrip(sep) or sep
+    prefix = root + sep if root != sep else sep
     groups: dict[str, _Group] = {}
+    entries: dict[str, CheckpointEntry] = {}
     links: list[FileFact] = []
     for fact in facts:
-        rel = _relative(fact.path, root, sep)
-        parts = rel.split(sep)
-        hf_index = next((i for i, p in enumerate(parts[:-1]) if HF_DIR_RE.match(p)), None)
-        if hf_index is not None:
-            dir_path = root + sep + sep.join(parts[: hf_index + 1])
-            group = groups.setdefault(dir_path, _Group(dir_path, "hf-trainer", is_dir=True))
-            group.parts.append(fact)
-            continue
+        path = fact.path
+        rel = path[len(prefix) :] if path.startswith(prefix) else path.lstrip(sep)
+        if "checkpoint-" in rel:
+            parts = rel.split(sep)
+            hf_index = next((i for i, p in enumerate(parts[:-1]) if HF_DIR_RE.match(p)), None)
+            if hf_index is not None:
+                dir_path = prefix + sep.join(parts[: hf_index + 1])
+                group = groups.setdefault(dir_path, _Group(dir_path, "hf-trainer", is_dir=True))
+                group.parts.append(fact)
+                continue
         if fact.link_target is not None or fact.broken:
             links.append(fact)
             continue
-        name = parts[-1]
-        shard = SHARD_RE.match(name)
-        index = INDEX_RE.match(name)
-        if shard or index:
-            match = shard or index
-            assert match is not None
-            ext = match["ext"]
-            key = sep.join([*parts[:-1], f"{match['stem']}.{ext}.index.json"])
-            group_path = root + sep + key
-            group = groups.setdefault(
-                group_path, _Group(group_path, "safetensors" if ext == "safetensors" else "torch")
-            )
-            group.parts.append(fact)
-            continue
+        name = rel.rpartition(sep)[2]
+        if "-of-" in name or name.endswith(".index.json"):
+            match = SHARD_RE.match(name) or INDEX_RE.match(name)
+            if match is not None:
+                ext = match["ext"]
+                group_path = path[: len(path) - len(name)] + f"{match['stem']}.{ext}.index.json"
+                group = groups.setdefault(
+                    group_path,
+                    _Group(group_path, "safetensors" if ext == "safetensors" else "torch"),
+                )
+                group.parts.append(fact)
+                continue
         fmt = candidate_format(name)
         if fmt is None:
             continue
-        groups[fact.path] = _Group(fact.path, fmt, [fact])
-    entries: dict[str, CheckpointEntry] = {}
-    for group in groups.values():
-        entries[group.path] = _entry(group, root, location, sep)
-    for link in links:
-        target = link.link_target
-        owner = _owner(entries, target, sep) if target else None
-        name = _display_name(link.path, root, sep)
-        if owner is not None:
-            owner.aliases.append(name)
-            continue
-        step, epoch, metrics = parse_name(posixpath.basename(link.path.replace(sep, "/")))
-        fmt = candidate_format(posixpath.basename(link.path.replace(sep, "/"))) or "hf-trainer"
-        entries[link.path] = CheckpointEntry(
-            path=link.path,
-            name=name,
+        step, epoch, metrics = _parse_name(name)
+        entries[path] = CheckpointEntry(
+            path=path,
+            name=rel,
             format=fmt,
-            size_bytes=link.size,
-            modified=link.mtime,
+            size_bytes=fact.size,
+            modified=fact.mtime,
             step=step,
             epoch=epoch,
-            metrics=metrics,
-            is_dir=link.is_dir,
+            metrics=dict(metrics),
+            parts=[path],
             location=location,
-            link_target=target,
-            error=f"broken symlink: {name} points to {target}, which does not exist"
-            if link.broken
-            else None,
+            writing=name.endswith(TEMP_SUFFIXES),
         )
+    for group in groups.values():
+        entry = _entry(group, root, location, sep)
+        entries[entry.path] = entry
+    if links:
+        owners: dict[str, CheckpointEntry] = {}
+        for entry in entries.values():
+            owners[entry.path] = entry
+            for part in entry.parts:
+                owners.setdefault(part, entry)
+        for link in links:
+            _add_link(entries, owners, link, root, location, sep)
     return sorted(entries.values(), key=lambda e: (e.modified, e.name), reverse=True)
 
 
-def _owner(entries: dict[str, CheckpointEntry], target: str, sep: str) -> CheckpointEntry | None:
-    if target in entries:
-        return entries[target]
-    for entry in entries.values():
-        if target in entry.parts:
-            return entry
-    return None
+def _add_link(
+    entries: dict[str, CheckpointEntry],
+    owners: dict[str, CheckpointEntry],
+    link: FileFact,
+    root: str,
+    location: str,
+    sep: str,
+) -> None:
+    target = link.link_target
+    owner = owners.get(target) if target else None
+    name = _display_name(link.path, root, sep)
+    if owner is not None:
+        owner.aliases.append(name)
+        return
+    base = link.path.rpartition(sep)[2]
+    step, epoch, metrics = parse_name(base)
+    entries[link.path] = CheckpointEntry(
+        path=link.path,
+        name=name,
+        format=candidate_format(base) or "hf-trainer",
+        size_bytes=link.size,
+        modified=link.mtime,
+        step=step,
+        epoch=epoch,
+        metrics=metrics,
+        is_dir=link.is_dir,
+        location=location,
+        link_target=target,
+        error=f"broken symlink: {name} points to {target}, which does not exist"
+        if link.broken
+        else None,
+    )
 
 
 def _display_name(path: str, root: str, sep: str) -> str:

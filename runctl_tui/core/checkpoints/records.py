@@ -19,7 +19,7 @@ FORMATS = (
 known once the first bytes are read)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class CheckpointEntry:
     """One checkpoint found by a listing (local, SSH or S3); only names and stat data."""
 

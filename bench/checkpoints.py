@@ -1,0 +1,204 @@
+"""Checkpoint browser performance, each figure beside a baseline measured in the same run.
+
+1. List a directory of 10,000 checkpoint files with `list_checkpoints` (baseline: a recursive
+   `os.scandir` over the same tree). Target: within 3x of the baseline.
+2. Inspect a 2 GB safetensors file and a 2 GB PyTorch zip file (baseline: reading their first
+   1 MB). Target: each inspect under 50 ms.
+
+The big files are written by the real libraries with the generator venv when it exists
+(`--genvenv`, default /work/genvenv/bin/python: `torch.save` and `safetensors.torch.save_file`
+of one 2 GB float32 tensor), else built sparse (a valid header, the data a hole). Everything
+goes to a temporary folder (`--tmp`, default the system's) and is deleted afterwards.
+
+    .venv/bin/python bench/checkpoints.py [--files 10000] [--gb 2] [--repeat 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from runctl_tui.core.checkpoints import inspect_checkpoint, list_checkpoints
+
+GENERATOR = """
+import sys, torch
+from safetensors.torch import save_file
+n = int(sys.argv[3]) // 4
+weight = torch.zeros(n, dtype=torch.float32)
+torch.save({"model_state_dict": {"weight": weight}, "epoch": 1, "step": 100, "loss": 0.5}, sys.argv[1])
+save_file({"weight": weight}, sys.argv[2], metadata={"step": "100"})
+"""
+
+
+def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
+    """(best, median) wall time in seconds of `repeat` calls."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times), statistics.median(times)
+
+
+def make_tree(root: Path, count: int) -> None:
+    """`count` checkpoint files over 10 run folders, with notes and logs mixed in."""
+    per_dir = count // 10
+    for run in range(10):
+        folder = root / f"run{run}" / "checkpoints"
+        folder.mkdir(parents=True)
+        for i in range(per_dir):
+            name = (
+                f"epoch={i // 10}-step={i}.ckpt"
+                if i % 3 == 0
+                else f"model_step{i}.pt"
+                if i % 3 == 1
+                else f"weights-{i}.safetensors"
+            )
+            (folder / name).write_bytes(b"")
+        (folder.parent / "train.log").write_bytes(b"")
+        (folder.parent / "metrics.jsonl").write_bytes(b"")
+
+
+def scandir_baseline(root: Path) -> int:
+    """Recursive os.scandir listing names only (no stat): the floor of any listing."""
+    count = 0
+    stack = [str(root)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    count += 1
+    return count
+
+
+def scandir_stat_baseline(root: Path) -> int:
+    """Recursive os.scandir plus one stat per file: the floor of a listing with sizes."""
+    total = 0
+    stack = [str(root)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
+def read_first_mb(path: Path) -> int:
+    with open(path, "rb") as handle:
+        return len(handle.read(1024 * 1024))
+
+
+def sparse_files(folder: Path, size: int) -> tuple[Path, Path]:
+    """Fallback without torch: the test suite's sparse builders (valid headers, holes for data)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.core.test_checkpoints_inspect import SAMPLES, sparse_safetensors, sparse_torch_zip
+
+    import zipfile
+
+    with zipfile.ZipFile(SAMPLES / "torch/state_dict_zip.pt") as archive:
+        data_pkl = archive.read("state_dict_zip/data.pkl")
+    zip_path = folder / "big.pt"
+    sparse_torch_zip(zip_path, data_pkl, "big", size)
+    st_path = folder / "big.safetensors"
+    sparse_safetensors(st_path, size)
+    return zip_path, st_path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--gb", type=float, default=2.0)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--genvenv", default="/work/genvenv/bin/python")
+    parser.add_argument("--tmp", default=None)
+    parser.add_argument("--skip-big", action="store_true", help="only the listing benchmark")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="runctl-bench-ckpt-", dir=args.tmp))
+    results: dict[str, object] = {}
+    try:
+        tree = work / "tree"
+        tree.mkdir()
+        make_tree(tree, args.files)
+        listed = len(list_checkpoints(tree))
+        assert listed == args.files, listed
+        base, base_med = timed(lambda: scandir_baseline(tree), args.repeat)
+        stat_base, stat_med = timed(lambda: scandir_stat_baseline(tree), args.repeat)
+        ours, ours_med = timed(lambda: list_checkpoints(tree), args.repeat)
+        print(f"listing {args.files} checkpoint files (+{20} other files), best of {args.repeat}:")
+        print(
+            f"  baseline os.scandir (names only)   {base * 1000:8.1f} ms  (median {base_med * 1000:.1f})"
+        )
+        print(
+            f"  baseline os.scandir + stat         {stat_base * 1000:8.1f} ms  (median {stat_med * 1000:.1f})"
+        )
+        print(
+            f"  list_checkpoints                   {ours * 1000:8.1f} ms  (median {ours_med * 1000:.1f})"
+        )
+        print(
+            f"  ratio to scandir: {ours / base:.2f}x  (target <= 3x)   ratio to scandir+stat: {ours / stat_base:.2f}x"
+        )
+        results["listing"] = {
+            "scandir_ms": base * 1000,
+            "scandir_stat_ms": stat_base * 1000,
+            "ours_ms": ours * 1000,
+            "ratio": ours / base,
+        }
+
+        if args.skip_big:
+            print("\n" + json.dumps(results))
+            return
+        size = int(args.gb * 1024**3)
+        big = work / "big"
+        big.mkdir()
+        zip_path, st_path = big / "big.pt", big / "big.safetensors"
+        start = time.perf_counter()
+        how = "sparse"
+        if Path(args.genvenv).exists():
+            done = subprocess.run(
+                [args.genvenv, "-c", GENERATOR, str(zip_path), str(st_path), str(size)],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if done.returncode == 0:
+                how = "real torch.save / safetensors save_file"
+            else:
+                print(done.stderr[-2000:], file=sys.stderr)
+        if how == "sparse":
+            zip_path, st_path = sparse_files(big, size)
+        print(f"\nbig files ({how}, built in {time.perf_counter() - start:.1f} s):")
+        for label, path in (("safetensors", st_path), ("PyTorch zip", zip_path)):
+            info = inspect_checkpoint(path)
+            assert info.error is None, info.error
+            base, base_med = timed(lambda p=path: read_first_mb(p), args.repeat)  # type: ignore[misc]
+            ours, ours_med = timed(lambda p=path: inspect_checkpoint(p), args.repeat)  # type: ignore[misc]
+            print(
+                f"  {label:<12} {path.stat().st_size / 1024**3:.2f} GiB  params {info.parameter_count:,}\n"
+                f"    baseline read first 1 MB   {base * 1000:8.2f} ms  (median {base_med * 1000:.2f})\n"
+                f"    inspect_checkpoint         {ours * 1000:8.2f} ms  (median {ours_med * 1000:.2f})"
+                f"  target < 50 ms: {'met' if ours < 0.05 else 'MISSED'}"
+            )
+            results[label] = {
+                "size": path.stat().st_size,
+                "read_1mb_ms": base * 1000,
+                "inspect_ms": ours * 1000,
+                "how": how,
+            }
+        print("\n" + json.dumps(results))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
