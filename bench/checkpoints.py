@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -105,8 +106,6 @@ def sparse_files(folder: Path, size: int) -> tuple[Path, Path]:
     """Fallback without torch: the test suite's sparse builders (valid headers, holes for data)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.core.test_checkpoints_inspect import SAMPLES, sparse_safetensors, sparse_torch_zip
-
-    import zipfile
 
     with zipfile.ZipFile(SAMPLES / "torch/state_dict_zip.pt") as archive:
         data_pkl = archive.read("state_dict_zip/data.pkl")
