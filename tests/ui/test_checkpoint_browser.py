@@ -217,3 +217,43 @@ def test_snapshot(snap_compare: Any, ckpts: Path) -> None:
         await until(pilot, lambda: "58 parameters" in details_text(browser))
 
     assert snap_compare(BrowserApp(ckpts), terminal_size=(130, 24), run_before=ready)
+
+
+async def test_remote_directory_is_polled_and_growth_marked() -> None:
+    from runctl_tui.core.checkpoints import FileFact, classify_remote
+
+    sizes = {"epoch=0-step=10.ckpt": 100, "epoch=1-step=20.ckpt": 100}
+    calls = 0
+
+    async def lister() -> list[Any]:
+        nonlocal calls
+        calls += 1
+        files = [
+            FileFact(f"/workspace/ckpt/{n}", s, NOW - 60, False, None) for n, s in sizes.items()
+        ]
+        return classify_remote(files, "/workspace/ckpt")
+
+    app = BrowserApp(None)
+    async with app.run_test(size=(130, 30)) as pilot:
+        browser = browser_of(pilot)
+        browser.set_remote(lister, "pod abc123:/workspace/ckpt", poll_seconds=0.05)
+        await until(pilot, lambda: len(browser.entries) == 2)
+        assert "pod abc123:/workspace/ckpt" in str(
+            browser.query_one("#ckpt-title", Static).render()
+        )
+        sizes["epoch=2-step=30.ckpt"] = 10
+        await until(pilot, lambda: len(browser.entries) == 3)
+        sizes["epoch=2-step=30.ckpt"] = 50
+        key = "/workspace/ckpt/epoch=2-step=30.ckpt"
+        await until(pilot, lambda: row_text(browser, key)[-1] == "writing…")
+        await until(pilot, lambda: row_text(browser, key)[-1] != "writing…")
+        # Remote rows are not read (no download): the details say where the checkpoint lives.
+        assert "· on ssh · /workspace/ckpt/" in details_text(browser)
+        browser.set_remote(None)
+        stopped_at = calls
+        await until(
+            pilot,
+            lambda: not [w for w in app.workers if w.group == "checkpoints-watch" and w.is_running],
+        )
+        await pilot.pause(0.2)
+        assert calls == stopped_at
