@@ -272,11 +272,25 @@ class FleetActions:
                 "Select a checkpoint in the checkpoint pane (`2`) first.", severity="warning"
             )
             return
+        self.resume_from(checkpoint)
+
+    def resume_from(self, checkpoint: Path) -> None:
+        """Resume the selected machine's last local run from `checkpoint`."""
+        if not self._allowed("resuming a run"):
+            return
+        row = self._row_or_notify()
+        run = row.run if row is not None else None
+        if run is None or run.backend is not Provider.LOCAL:
+            self.app.notify("Select a machine with a local run to resume.", severity="warning")
+            return
+        if is_running(run):
+            self.app.notify(f"Run {run.id} is still running; stop it first (`s`).")
+            return
         self._resume(run, str(checkpoint))
 
     def _selected_checkpoint(self) -> Path | None:
         widget = self._pane_widget("checkpoints")
-        for name in ("selected_path", "selected_checkpoint", "selected"):
+        for name in ("selected_entry", "selected_path", "selected_checkpoint"):
             value = getattr(widget, name, None)
             if callable(value):
                 value = value()

@@ -8,6 +8,8 @@ dashboard.
 from __future__ import annotations
 
 import importlib
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,12 +47,18 @@ LOWER_PANES: tuple[PaneSpec, ...] = (
 )
 
 
-def make_pane_widget(spec: PaneSpec, config: Config) -> Widget:
+def make_pane_widget(
+    spec: PaneSpec, config: Config, *, clock: Callable[[], float], readonly: bool
+) -> Widget:
     """The pane's widget, or a note saying why it is not available.
+
+    Each widget gets, of the settings below, those its constructor accepts.
 
     Args:
         spec: Which pane.
-        config: Passed to widgets that take it.
+        config: The effective configuration.
+        clock: Epoch-seconds clock (fixed for screenshots).
+        readonly: Whether the dashboard is readonly.
 
     Returns:
         The widget, with id `<key>-widget`.
@@ -65,10 +73,22 @@ def make_pane_widget(spec: PaneSpec, config: Config) -> Widget:
             id=widget_id,
             classes="pane-missing",
         )
+    offered: dict[str, Any] = {
+        "config": config,
+        "settings": config.checkpoints,
+        "monitor": config.monitor,
+        "max_lines": config.monitor.log_buffer_lines,
+        "max_fps": config.ui.max_fps,
+        "ema_weight": config.ui.ema_weight,
+        "readonly": readonly,
+        "clock": clock,
+    }
     try:
-        widget: Widget = cls(config=config, id=widget_id)
-    except TypeError:
-        widget = cls(id=widget_id)
+        accepted = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        accepted = {}
+    kwargs = {name: value for name, value in offered.items() if name in accepted}
+    widget: Widget = cls(id=widget_id, **kwargs)
     return widget
 
 

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import ActiveBinding, Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
@@ -64,7 +64,7 @@ class DashboardScreen(FleetActions, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("tab", "next_pane", "Next pane", show=False),
         Binding("shift+tab", "prev_pane", "Previous pane", show=False),
-        Binding("escape", "back", "Back", show=False),
+        Binding("escape", "back", "Back", show=False, priority=True),
         Binding("c", "create", "Create"),
         Binding("t", "train", "Train"),
         Binding("r", "resume", "Resume", show=False),
@@ -111,6 +111,14 @@ class DashboardScreen(FleetActions, Screen[None]):
 
     # ---- composition -------------------------------------------------------------------
 
+    @property
+    def active_bindings(self) -> dict[str, ActiveBinding]:
+        """The screen's own keys first, so the footer always shows them (and that quitting
+        leaves runs alone) before a focused pane's keys."""
+        bindings = super().active_bindings
+        mine = {key: b for key, b in bindings.items() if b.node is self}
+        return {**mine, **{key: b for key, b in bindings.items() if key not in mine}}
+
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
         with Vertical(id="body"):
@@ -124,7 +132,9 @@ class DashboardScreen(FleetActions, Screen[None]):
             with Horizontal(id="lower"):
                 for spec in LOWER_PANES:
                     with Pane(id=f"{spec.key}-pane", classes="pane lower"):
-                        yield make_pane_widget(spec, self.config)
+                        yield make_pane_widget(
+                            spec, self.config, clock=self.clock, readonly=self.readonly
+                        )
         yield Footer(show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -392,7 +402,13 @@ class DashboardScreen(FleetActions, Screen[None]):
         self.focus_pane("log")
 
     def action_back(self) -> None:
-        """Leave the filter, un-zoom, or go back to the machines."""
+        """Close a pane's prompt, leave the filter, un-zoom, or go back to the machines."""
+        log_widget = self._pane_widget("log")
+        if log_widget is not None and log_widget.has_class("-prompting"):
+            close = getattr(log_widget, "action_close_prompt", None)
+            if close is not None:
+                close()
+                return
         filter_input = self.query_one("#filter", Input)
         if filter_input.has_focus or (filter_input.display and not filter_input.value):
             filter_input.value = ""
@@ -454,6 +470,13 @@ class DashboardScreen(FleetActions, Screen[None]):
         """Leave the dashboard; training runs and machines keep running."""
         self.save_session()
         self.app.exit()
+
+    def on_checkpoint_browser_resume_requested(self, event: Any) -> None:
+        """`R` in the checkpoint pane: resume the selected run from that checkpoint."""
+        event.stop()
+        path = getattr(getattr(event, "entry", None), "path", None)
+        if path:
+            self.resume_from(Path(path))
 
     # ---- errors ------------------------------------------------------------------------
 

@@ -55,9 +55,9 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 
 def help_table() -> Table:
     """All keys as a two-column table."""
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column()
+    table = Table.grid(padding=(0, 2), expand=True)
+    table.add_column(style="bold", no_wrap=True, width=15)
+    table.add_column(ratio=1)
     for group, keys in KEYS:
         table.add_row(f"[u]{group}[/u]", "")
         for key, what in keys:
