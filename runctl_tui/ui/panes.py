@@ -84,9 +84,9 @@ def make_pane_widget(
         "clock": clock,
     }
     try:
-        accepted = inspect.signature(cls).parameters
+        accepted = set(inspect.signature(cls).parameters)
     except (TypeError, ValueError):
-        accepted = {}
+        accepted = set()
     kwargs = {name: value for name, value in offered.items() if name in accepted}
     widget: Widget = cls(id=widget_id, **kwargs)
     return widget
