@@ -350,9 +350,11 @@ def test_log_stream_sse_format_and_resume(runpod_server: RunPodTestServer, api: 
         assert [e["line"] for _, e in read_events(response, 2)] == ["step 3", "step 4"]
 
     runpod_server.drop_next_stream_after(1)
-    with api.http.stream("GET", path, params={"source": "container", "tail": "2"}) as response:
-        with pytest.raises(httpx.RemoteProtocolError):
-            read_events(response, 2)
+    with (
+        api.http.stream("GET", path, params={"source": "container", "tail": "2"}) as response,
+        pytest.raises(httpx.RemoteProtocolError),
+    ):
+        read_events(response, 2)
     with api.http.stream("GET", path, params={"tail": "0"}) as response:
         runpod_server.add_log(pod.id, "live line")
         assert [e["line"] for _, e in read_events(response, 1)] == ["live line"]
