@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
     listing.add_argument(
         "--names-only",
         action="store_true",
-        help="rank by names only (no file headers read to find the best)",
+        help="names and stat data only: no file headers read (best by name metrics only)",
     )
     listing.set_defaults(handler=cmd_list)
 
@@ -85,7 +85,13 @@ def _age(modified: float) -> str:
 
 def cmd_list(args: argparse.Namespace, context: Context) -> int:
     """Print the checkpoints below DIR newest first, the best marked."""
-    from runctl_tui.core.checkpoints import find_best, list_checkpoints, list_s3_checkpoints
+    from runctl_tui.core.checkpoints import (
+        InspectCache,
+        fill_from_headers,
+        find_best,
+        list_checkpoints,
+        list_s3_checkpoints,
+    )
 
     settings = context.config.checkpoints
     if args.directory.startswith("s3://"):
@@ -94,12 +100,16 @@ def cmd_list(args: argparse.Namespace, context: Context) -> int:
         entries = list_s3_checkpoints(args.directory, AwsClients(context.config.aws).client("s3"))
     else:
         entries = list_checkpoints(Path(args.directory).expanduser())
+    cache = InspectCache()
     find_best(
         entries,
         metric=settings.best_metric,
         mode=settings.best_mode,
         read_contents=not args.names_only,
+        inspect=cache,
     )
+    if not args.names_only:
+        fill_from_headers(entries, cache)
     if args.json:
         print_json([entry.to_json() for entry in entries])
         return EXIT_OK
@@ -120,7 +130,7 @@ def cmd_list(args: argparse.Namespace, context: Context) -> int:
         step = "-" if entry.step is None else str(entry.step)
         epoch = "-" if entry.epoch is None else str(entry.epoch)
         print(
-            f"{'*' if entry.best else ' '} {entry.name:<{width}}  {entry.format:<11} "
+            f"{'*' if entry.best else ' '} {entry.name:<{width}}  {entry.format:<12} "
             f"{_human_size(entry.size_bytes):>10}  {_age(entry.modified):<16} "
             f"step {step:>7}  epoch {epoch:>4}" + (f"  [{'; '.join(marks)}]" if marks else "")
         )

@@ -61,6 +61,13 @@ def test_list_json_newest_first_with_best(tmp_path: Path) -> None:
         assert row["format"] == "lightning"
     assert [r["best"] for r in rows] == [False, True, False]
     assert (rows[1]["epoch"], rows[1]["step"]) == (3, 16)
+    # last.ckpt's name says nothing: epoch and step come from its header.
+    truth = TRUTH["lightning/last.ckpt"]
+    assert (rows[0]["epoch"], rows[0]["step"]) == (truth["epoch"], truth["step"])
+    names_only = json.loads(
+        runctl("checkpoint", "list", str(root), "--json", "--names-only", cwd=tmp_path).stdout
+    )
+    assert names_only[0]["step"] is None
 
 
 def test_list_text_marks_best_and_alias(tmp_path: Path) -> None:
@@ -68,6 +75,9 @@ def test_list_text_marks_best_and_alias(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     line = next(ln for ln in result.stdout.splitlines() if "training_zip.pth" in ln)
     assert "alias best.pt" in line
+    assert "torch-zip" in line
+    legacy = next(ln for ln in result.stdout.splitlines() if "training_legacy.pth" in ln)
+    assert "torch-legacy" in legacy
 
 
 def test_list_missing_directory_exits_1(tmp_path: Path) -> None:

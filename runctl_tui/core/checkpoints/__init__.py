@@ -21,7 +21,7 @@ from runctl_tui.core.checkpoints.discovery import (
     list_s3_checkpoints,
     parse_name,
 )
-from runctl_tui.core.checkpoints.inspect import InspectCache, inspect_checkpoint
+from runctl_tui.core.checkpoints.inspect import InspectCache, fill_from_headers, inspect_checkpoint
 from runctl_tui.core.checkpoints.records import FORMATS, CheckpointEntry, CheckpointInfo
 from runctl_tui.core.checkpoints.writing import WriteTracker, open_for_writing
 
@@ -38,6 +38,7 @@ __all__ = [
     "classify",
     "classify_remote",
     "execute_cleanup",
+    "fill_from_headers",
     "find_best",
     "inspect_checkpoint",
     "list_checkpoints",

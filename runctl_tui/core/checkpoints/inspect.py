@@ -11,7 +11,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from runctl_tui.core.checkpoints.pickle_reader import (
     read_torch_file,
     refusal_message,
 )
-from runctl_tui.core.checkpoints.records import CheckpointInfo
+from runctl_tui.core.checkpoints.records import CheckpointEntry, CheckpointInfo
 
 WEIGHT_KEYS = (
     "state_dict",
@@ -466,3 +466,28 @@ class InspectCache:
         with self._lock:
             hit = self._data.get(path)
         return hit[1] if hit else None
+
+
+def fill_from_headers(
+    entries: list[CheckpointEntry], inspect: Callable[[Path], CheckpointInfo] = inspect_checkpoint
+) -> None:
+    """Complete local entries from their headers: step and epoch the name lacks, the exact
+    PyTorch format (`torch-zip`/`torch-legacy`), and `error` for an unreadable file.
+
+    Args:
+        entries: A local listing; remote entries are left alone.
+        inspect: The inspector (pass an `InspectCache` to share reads with `find_best`).
+    """
+    for entry in entries:
+        if entry.location != "local" or entry.error is not None or entry.writing:
+            continue
+        info = inspect(Path(entry.path))
+        if info.error:
+            entry.error = f"unreadable: {info.error}"
+            continue
+        if entry.step is None and info.step is not None:
+            entry.step = info.step
+        if entry.epoch is None and isinstance(info.epoch, int):
+            entry.epoch = info.epoch
+        if entry.format == "torch" and info.format in ("torch-zip", "torch-legacy"):
+            entry.format = info.format
