@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import sys
 import time
@@ -119,6 +120,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 def _backend(config: Config, **kwargs: Any) -> AwsBackend:
     from runctl_tui.core.backends.aws import AwsBackend
 
+    kwargs.setdefault("poll_interval", min(2.0, config.monitor.poll_seconds))
     return AwsBackend(config, **kwargs)
 
 
@@ -220,7 +222,7 @@ def cmd_create(args: argparse.Namespace, context: Context) -> int:
     from runctl_tui.core.models import CreateSpec, Provider
 
     config = _with_overrides(context.config, args)
-    backend = _backend(config, poll_interval=2.0)
+    backend = _backend(config)
     spot = config.aws.spot if args.spot is None else args.spot
     spec = CreateSpec(
         provider=Provider.AWS,
@@ -344,16 +346,44 @@ async def _tail(config: Config, machine: Machine, run: Run, lines: int) -> list[
     return shown
 
 
+@dataclasses.dataclass
+class _TailProgress:
+    """When the log tail delivered its first and its latest chunk."""
+
+    first: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    last: float = dataclasses.field(default_factory=time.monotonic)
+
+    def saw_chunk(self) -> None:
+        self.last = time.monotonic()
+        self.first.set()
+
+    async def drain(self, quiet: float = 1.0, limit: float = 20.0) -> None:
+        """After a run ended: let its tail connect and the last lines arrive."""
+        deadline = time.monotonic() + limit
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.first.wait(), timeout=limit)
+        # A quiet period, not an event: the log has no end-of-file marker.
+        while time.monotonic() < deadline and time.monotonic() - self.last < quiet:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+
 def _follow(config: Config, backend: AwsBackend, run_id: str) -> int:
     """Print the run's log as it grows until the run ends (Ctrl-C detaches)."""
     from runctl_tui.core.aws_training import inspect_run, log_source, resume_run
-    from runctl_tui.core.models import RunStatus
+    from runctl_tui.core.models import MachineState, RunStatus
 
     async def follow_once(current: str) -> Any:
         state = await inspect_run(config, backend, current)
-        if state.run.status is not RunStatus.RUNNING or state.machine is None:
+        if state.machine is None or state.machine.state is not MachineState.RUNNING:
+            return state
+        if state.run.status is not RunStatus.RUNNING:
+            # Already over (a short run): show how it ended.
+            for line in await _tail(config, state.machine, state.run, 20):
+                print(scrub(line), flush=True)
             return state
         source = log_source(config, state.machine, state.run)
+
+        seen = _TailProgress()
 
         async def printer() -> None:
             async for chunk in source.follow(initial_lines=20):
@@ -361,6 +391,7 @@ def _follow(config: Config, backend: AwsBackend, run_id: str) -> int:
                     print(scrub(line), flush=True)
                 if chunk.notice:
                     _status(chunk.notice)
+                seen.saw_chunk()
 
         task = asyncio.create_task(printer())
         try:
@@ -368,15 +399,14 @@ def _follow(config: Config, backend: AwsBackend, run_id: str) -> int:
                 await asyncio.sleep(config.monitor.poll_seconds)
                 state = await inspect_run(config, backend, current)
                 if state.run.status is not RunStatus.RUNNING:
-                    # Let the last lines arrive before stopping the tail.
-                    await asyncio.sleep(1.0)
+                    await seen.drain()
                     return state
         finally:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                _status(f"log tail stopped: {task.exception()}")
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, RunctlError):
                 await task
-            except (asyncio.CancelledError, RunctlError):
-                pass
 
     async def go() -> int:
         current = run_id
@@ -430,7 +460,7 @@ def cmd_resume(args: argparse.Namespace, context: Context) -> int:
     from runctl_tui.core.aws_training import inspect_run, resume_run
 
     config = context.config
-    backend = _backend(config, poll_interval=2.0)
+    backend = _backend(config)
 
     async def go() -> Any:
         await inspect_run(config, backend, args.run_id)

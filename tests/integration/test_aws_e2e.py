@@ -139,6 +139,7 @@ def world(
     )
     monkeypatch.setenv("RUNCTL_CONFIG", str(config))
     monkeypatch.setenv("RUNCTL_IMDS_URL", imds.url)
+    monkeypatch.setenv("RUNCTL_MONITOR_POLL_SECONDS", "0.3")
     monkeypatch.chdir(project)
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="ml-bucket")
@@ -198,9 +199,35 @@ def test_spot_refused_asks_refuses_or_falls_back(
     assert machine["tags"]["runctl:fallback"] == "spot-refused"
     assert _instance_count() == 1
 
+    code, out, _ = cli("aws", "list")
+    assert code == 0
+    header, row, legend = out.splitlines()
+    assert header.split()[:6] == ["ID", "NAME", "TYPE", "GPUS", "MARKET", "STATE"]
+    assert machine["id"] in row and "1x NVIDIA A10G" in row and "on-demand" in row
+    assert "~$1.0060" in row and legend.startswith("~ estimated")
+
+    override = world["project"] / "prices.json"
+    override.write_text('{"as_of": "2026-11", "source": "test", "prices": {"g5.xlarge": 0.5}}')
+    with world["config"].open("a") as handle:
+        handle.write(f'prices_file = "{override}"\n')
+    code, out, _ = cli("aws", "prices", "--json")
+    assert code == 0
+    prices = json.loads(out)
+    assert prices["overridden_by"] == str(override) and prices["on_demand_as_of"] == "2026-11"
+    g5 = next(t for t in prices["types"] if t["instance_type"] == "g5.xlarge")
+    assert g5["on_demand_per_hour"] == 0.5 and g5["on_demand_is_estimate"] is True
+    assert g5["spot_per_hour"] == 0.00001 and g5["spot_is_estimate"] is False
+    code, out, _ = cli("aws", "prices")
+    assert code == 0 and "ON-DEMAND (est.)" in out and "overridden by" in out
+    for text in cli.transcript:
+        assert FAKE_SECRET_ACCESS_KEY not in text and FAKE_ACCESS_KEY_ID not in text
+
 
 def test_spot_training_interruption_resume_and_teardown(
-    world: dict[str, Any], imds: ImdsServer, capsys: pytest.CaptureFixture[str]
+    world: dict[str, Any],
+    imds: ImdsServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cli = Cli(capsys)
     remote: Path = world["remote"]
@@ -284,20 +311,25 @@ def test_spot_training_interruption_resume_and_teardown(
     assert listed["state"] == "interrupted"
     assert "Spot instance termination" in listed["state_reason"]
 
-    # Resume the same logical run on a replacement from the newest checkpoint in S3.
+    # With auto_resume on, following the run launches a replacement of the same type and
+    # resumes the same logical run from the newest checkpoint in S3, then follows it.
     imds.clear_instance_action()
-    code, out, err = cli("aws", "resume", run_id)
+    monkeypatch.setenv("RUNCTL_AWS_AUTO_RESUME", "1")
+    code, out, err = cli("aws", "monitor", run_id, "--follow")
     assert code == 0, err
     resumed = RunRegistry().get(run_id)
     replacement = resumed.machine
-    assert replacement != instance and resumed.status is RunStatus.RUNNING
+    assert replacement != instance and resumed.status is RunStatus.SUCCEEDED
     assert f"after spot interruption of {instance}" in resumed.note
-    new_log = Path(resumed.log_path)
-    assert new_log != log_path
-    wait_for(lambda: "done" in new_log.read_text(), what="the resumed run to finish")
+    assert f"run {run_id} resumed on {replacement}" in out
     step = int(saved.rsplit("ckpt-", 1)[1].split(".")[0])
-    assert f"at step {step}" in new_log.read_text()
-    assert f"argv: {[*ARGS, '--resume']!r}"[:-2] in new_log.read_text()
+    assert "resumed from " in out and f"at step {step}" in out  # the log, streamed
+    assert f"run {run_id}: succeeded on {replacement}" in out
+    new_log = Path(resumed.log_path)
+    assert new_log != log_path and "done" in new_log.read_text()
+    assert repr([*ARGS, "--resume"])[:-1] in new_log.read_text()
+    code, _out, err = cli("aws", "resume", run_id)
+    assert code == 1 and "not interrupted" in err
 
     code, out, err = cli("aws", "monitor", replacement, "--lines", "5")
     assert code == 0, err
