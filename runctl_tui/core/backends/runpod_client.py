@@ -18,9 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from runctl_tui import __version__
 from runctl_tui.core.config import Config
@@ -28,6 +26,9 @@ from runctl_tui.core.errors import BackendError, ConfigError, NotFoundError
 from runctl_tui.core.logging_setup import get_logger
 from runctl_tui.core.paths import user_config_file
 from runctl_tui.core.secrets import register_secret, scrub
+
+if TYPE_CHECKING:
+    import httpx
 
 log = get_logger("runpod")
 
@@ -166,6 +167,10 @@ class RunPodClient:
         backoff_max: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        # httpx is imported here, not at the top: importing it loads its CLI's dependencies
+        # (rich among them), which neither the core nor `runctl --help` should pay for.
+        import httpx
+
         if not api_key:
             raise ConfigError(f"no RunPod API key is set. {how_to_set_key()}")
         register_secret(api_key)
@@ -379,6 +384,8 @@ class RunPodClient:
         stream: bool = False,
         read_timeout: float | None = None,
     ) -> httpx.Response:
+        import httpx
+
         timeout = httpx.Timeout(self.timeout, read=read_timeout or self.timeout)
         attempt = 0
         while True:
