@@ -207,6 +207,9 @@ def test_listing_stats_only_checkpoint_names(
                 name = entry.name
                 path = entry.path
 
+                def is_file(self, follow_symlinks: bool = True) -> bool:
+                    return entry.is_file(follow_symlinks=follow_symlinks)
+
                 def is_symlink(self) -> bool:
                     return entry.is_symlink()
 

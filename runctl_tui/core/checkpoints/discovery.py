@@ -184,6 +184,13 @@ def scan_local(directory: Path) -> list[FileFact]:
             for entry in iterator:
                 name = entry.name
                 try:
+                    # Regular files first: d_type answers without a syscall, so only the
+                    # checkpoint-looking ones cost their one stat.
+                    if entry.is_file(follow_symlinks=False):
+                        if inside_hf or candidate_format(name):
+                            st = entry.stat(follow_symlinks=False)
+                            facts.append(FileFact(entry.path, st.st_size, st.st_mtime))
+                        continue
                     if entry.is_symlink():
                         target = os.path.basename(os.readlink(entry.path).rstrip("/"))
                         if (
@@ -199,13 +206,8 @@ def scan_local(directory: Path) -> list[FileFact]:
                         if name.startswith(".") or name in SKIP_DIRS:
                             continue
                         stack.append((entry.path, inside_hf or bool(HF_DIR_RE.match(name))))
-                        continue
-                    if not inside_hf and not candidate_format(name):
-                        continue
-                    st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue  # vanished between listing and stat: a rotated checkpoint
-                facts.append(FileFact(entry.path, st.st_size, st.st_mtime))
     return facts
 
 
