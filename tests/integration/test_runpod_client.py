@@ -8,6 +8,7 @@ client made the server say matches RunPod's OpenAPI document.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import traceback
@@ -451,3 +452,40 @@ async def test_the_key_never_leaks(
     assert API_KEY not in everything and wrong not in everything
     # The server did receive the keys: the test would fail if no request had been made.
     assert any(r.headers.get("authorization") == f"Bearer {wrong}" for r in runpod_server.requests)
+
+
+def test_cli_sentences_and_catalog(
+    runpod_server: RunPodTestServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from runctl_tui.cli import main
+    from runctl_tui.core import paths
+
+    wrong = "rp_CLI_wrong_key_0f1e2d3c4b5a"
+    monkeypatch.setenv("RUNCTL_RUNPOD_API_URL", runpod_server.url)
+    monkeypatch.setenv("RUNPOD_API_KEY", wrong)
+    assert main(["runpod", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "RunPod rejected the API key from the RUNPOD_API_KEY environment variable" in err
+    monkeypatch.setenv("RUNPOD_API_KEY", API_KEY)
+    assert main(["runpod", "gpus", "--cloud", "community", "--count", "2", "--json"]) == 0
+    out = capsys.readouterr().out
+    gpus = {g["id"]: g for g in json.loads(out)}
+    assert gpus[GPU]["secure_price_per_hour"] == 0.69 and gpus[GPU]["stock"] == "LOW"
+    assert gpus["NVIDIA H100 80GB HBM3"]["community_price_per_hour"] is None
+    pod = runpod_server.add_pod(name="parked", status="EXITED")
+    assert main(["runpod", "stop", "parked"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"cannot stop pod {pod.id} while it is EXITED; valid actions now: start, terminate" in err
+    )
+    runpod_server.set_stock(GPU, "NONE")
+    assert main(["runpod", "create", "--name", "x"]) == 1
+    err = capsys.readouterr().err
+    assert "RunPod could not place 1 x NVIDIA GeForce RTX 4090 (SECURE)" in err
+    assert "other GPU types in stock: NVIDIA RTX A6000" in err
+    assert main(["runpod", "terminate", "parked"]) == 1
+    assert "pass --yes to confirm" in capsys.readouterr().err
+    logged = paths.log_file().read_text()
+    assert wrong not in logged and API_KEY not in logged and wrong not in err
