@@ -324,3 +324,18 @@ def test_big_torch_zip_reads_only_data_pkl(tmp_path: Path) -> None:
     assert info.format == "torch-zip"
     assert info.tensor_count == TRUTH["torch/state_dict_zip.pt"]["tensor_count"]
     assert read < 1024 * 1024, f"read {read} bytes of a {TWO_GB}-byte file"
+
+
+def test_shard_index_naming_files_elsewhere_is_refused(tmp_path: Path) -> None:
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"weight_map": {"w": "../../etc/passwd"}}))
+    info = inspect_checkpoint(index)
+    assert info.error is not None
+    assert "outside its folder" in info.error
+
+
+def test_missing_shard_is_reported(tmp_path: Path) -> None:
+    shutil.copytree(SAMPLES / "safetensors/sharded", tmp_path / "m")
+    (tmp_path / "m/model-00002-of-00003.safetensors").unlink()
+    info = inspect_checkpoint(tmp_path / "m/model.safetensors.index.json")
+    assert info.error == "incomplete: shard model-00002-of-00003.safetensors is missing (1 of 3)"

@@ -134,25 +134,29 @@ def _inspect_safetensors(path: Path, info: CheckpointInfo) -> None:
 def _inspect_sharded(path: Path, info: CheckpointInfo) -> None:
     """A sharded model: the index names the shards; each shard's header is read."""
     directory = path.parent
+    shard_match = SHARD_RE.match(path.name)
     index_path = path
-    if not path.name.endswith(".index.json"):
-        match = SHARD_RE.match(path.name)
-        assert match is not None
-        candidates = [directory / f"{match['stem']}.{match['ext']}.index.json"]
-        index_path = next((c for c in candidates if c.is_file()), path)
+    if shard_match is not None:
+        candidate = directory / f"{shard_match['stem']}.{shard_match['ext']}.index.json"
+        index_path = candidate if candidate.is_file() else path
     shards: list[str]
     if index_path.name.endswith(".index.json"):
         weight_map, metadata = safetensors.read_index(index_path)
         shards = sorted(set(weight_map.values()))
+        unsafe = [s for s in shards if s != Path(s).name or s in ("", ".", "..")]
+        if unsafe:
+            # Shards live beside their index; a name with a path in it is not followed.
+            raise CheckpointReadError(
+                f"corrupt: the shard index names a file outside its folder ({unsafe[0]!r})"
+            )
         info.metadata = {"index": metadata, "shards": shards}
-    else:
-        match = SHARD_RE.match(path.name)
-        assert match is not None
-        total = int(match["total"])
-        shards = [
-            f"{match['stem']}-{i:05d}-of-{total:05d}.{match['ext']}" for i in range(1, total + 1)
-        ]
+    elif shard_match is not None:
+        total = int(shard_match["total"])
+        stem, ext = shard_match["stem"], shard_match["ext"]
+        shards = [f"{stem}-{i:05d}-of-{total:05d}.{ext}" for i in range(1, total + 1)]
         info.metadata = {"shards": shards, "index": None}
+    else:
+        raise CheckpointReadError("not a sharded checkpoint: no index and no shard name")
     info.format = "safetensors" if shards and shards[0].endswith(".safetensors") else "torch-zip"
     info.size_bytes = sum(
         (directory / s).stat().st_size for s in shards if (directory / s).exists()

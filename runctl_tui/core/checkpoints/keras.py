@@ -52,10 +52,10 @@ def _member_json(archive: zipfile.ZipFile, name: str, *, required: bool) -> dict
 
 def summarize_config(config: dict[str, Any]) -> dict[str, Any]:
     """Model class, name and layer list from a Keras `config.json`."""
-    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
-    assert isinstance(inner, dict)
-    layers = inner.get("layers") if isinstance(inner.get("layers"), list) else []
-    assert isinstance(layers, list)
+    raw_inner = config.get("config")
+    inner: dict[str, Any] = raw_inner if isinstance(raw_inner, dict) else {}
+    raw_layers = inner.get("layers")
+    layers: list[Any] = raw_layers if isinstance(raw_layers, list) else []
     layer_names = [
         str(layer.get("class_name"))
         for layer in layers
