@@ -1339,6 +1339,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ssh-user", default="root")
     parser.add_argument("--step-seconds", type=float, default=3.0, help="seconds per boot step")
     parser.add_argument("--no-seed", action="store_true", help="start without demo pods")
+    parser.add_argument(
+        "--log-every",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="add a container log line to each running pod this often (0: never)",
+    )
     args = parser.parse_args(argv)
     server = RunPodTestServer(
         api_key=args.api_key,
@@ -1356,8 +1363,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"RunPod test server on {server.url} (key: {args.api_key})", flush=True)
     server.start()
     try:
+        tick = 0
         while True:
-            time.sleep(3600)
+            time.sleep(args.log_every if args.log_every > 0 else 3600)
+            tick += 1
+            for pod in list(server.pods.values()):
+                if args.log_every > 0 and pod.status == RUNNING:
+                    server.add_log(pod.id, f"step {tick * 10} loss {2.5 / (1 + tick * 0.1):.4f}")
     except KeyboardInterrupt:
         pass
     finally:
