@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,14 +33,26 @@ from runctl_tui.core.models import (
     RunStatus,
 )
 from runctl_tui.core.runs import RunRegistry
+from runctl_tui.ui.app import RunctlApp
+from runctl_tui.ui.screens.create_machine import CreateMachineScreen
+from runctl_tui.ui.screens.terminate_confirm import TerminateConfirmScreen
 
 if TYPE_CHECKING:
-    from textual.app import App
     from textual.pilot import Pilot
 
 FIXED_NOW = 1_795_950_000.0
-"""2026-11-29 08:20 UTC: every picture is taken at this instant."""
+"""2026-11-29 11:00 UTC: every picture is taken at this instant."""
 SIZES = ((80, 24), (160, 48))
+LOCAL_KEY = "local:local"
+POD_KEY = "runpod:k3x9pq2m7a"
+SCENES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "dashboard": (LOCAL_KEY, ()),
+    "create": (LOCAL_KEY, ("c",)),
+    "terminate": (POD_KEY, ("x",)),
+}
+"""Each picture: the machine selected and the keys pressed to reach it."""
+SHOTS_DIR = Path(tempfile.gettempdir()) / "runctl-screenshots"
+"""The fixed state lives at a fixed path, because paths show in the pictures."""
 DEMO_ARGS = ("--epochs", "3", "--steps-per-epoch", "40", "--sleep", "0", "--seed", "7")
 
 
@@ -237,12 +251,15 @@ def fixed_fleet(config: Config, workdir: Path, now: float = FIXED_NOW) -> Fleet:
 
     Args:
         config: The configuration to show it with.
-        workdir: A fresh folder for the registry and the run's files.
+        workdir: A folder for the registry and the run's files (emptied first).
         now: The frozen clock.
 
     Returns:
-        The fleet (not yet polled).
+        The fleet (not yet polled: see `prime`).
     """
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
     registry = RunRegistry(workdir / "runs.db")
     make_demo_run(workdir, registry, now)
     return Fleet(config, backends=fixed_backends(now), registry=registry, clock=lambda: now)
@@ -255,18 +272,65 @@ async def prime(fleet: Fleet) -> None:
     await fleet.refresh_runs()
 
 
-async def render_all(out_dir: Path, workdir: Path) -> list[Path]:
+def fixed_app(fleet: Fleet, config: Config, workdir: Path, scene: str) -> RunctlApp:
+    """The dashboard on a primed fixed fleet, not polling, with the scene's machine selected."""
+    return RunctlApp(
+        config,
+        fleet=fleet,
+        clock=lambda: FIXED_NOW,
+        poll=False,
+        state_path=workdir / f"state-{scene}.json",
+        select=SCENES[scene][0] if scene in SCENES else LOCAL_KEY,
+    )
+
+
+async def wait_ready(pilot: Pilot[Any], timeout: float = 10.0) -> None:
+    """Wait until the panes and any dialog show their data, then freeze the cursors.
+
+    Args:
+        pilot: The pilot of a `fixed_app`.
+        timeout: Seconds before giving up (the picture is taken anyway).
+    """
+    from textual.widgets import Input, Select
+
+    app = pilot.app
+    deadline = time.monotonic() + timeout
+
+    def ready() -> bool:
+        screen = app.screen
+        if isinstance(screen, CreateMachineScreen):
+            offer = screen.query_one("#offer", Select)
+            return offer.value is not Select.NULL
+        if isinstance(screen, TerminateConfirmScreen):
+            note = screen.query_one("#terminate-checkpoints")
+            return "checking" not in str(note.render())
+        base = app.screen_stack[0]
+        browser = base.query("#checkpoints-widget")
+        scanned = not browser or getattr(browser.first(), "scans", 1) >= 1
+        log = base.query("#log-widget")
+        view = log.first() if log else None
+        if getattr(view, "source", None) is None:
+            return scanned
+        buffer = getattr(view, "buffer", None)
+        return scanned and (buffer is None or buffer.total > 0)
+
+    while not ready() and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+    for widget in app.screen.query(Input):
+        widget.cursor_blink = False
+    await pilot.pause(0.3)
+
+
+async def render_all(out_dir: Path, workdir: Path = SHOTS_DIR) -> list[Path]:
     """Render every picture into `out_dir`.
 
     Args:
         out_dir: Where the SVGs go.
-        workdir: A fresh folder for the fixed state.
+        workdir: The folder for the fixed state (a fixed path: it shows in the pictures).
 
     Returns:
         The files written.
     """
-    from runctl_tui.ui.app import RunctlApp
-
     os.environ["TZ"] = "UTC"
     time.tzset()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -274,54 +338,28 @@ async def render_all(out_dir: Path, workdir: Path) -> list[Path]:
     config = Config()
     fleet = fixed_fleet(config, workdir)
     await prime(fleet)
-    scenes: list[tuple[str, tuple[str, ...]]] = [
-        ("dashboard", ()),
-        ("create", ("c",)),
-        ("terminate", ("down", "x")),
-    ]
     for width, height in SIZES:
-        for scene, keys in scenes:
-            app = RunctlApp(
-                config,
-                fleet=fleet,
-                clock=lambda: FIXED_NOW,
-                poll=False,
-                state_path=workdir / f"state-{scene}-{width}.json",
-                select="runpod:k3x9pq2m7a",
-            )
+        for scene, (_, keys) in SCENES.items():
+            app = fixed_app(fleet, config, workdir, scene)
             async with app.run_test(size=(width, height)) as pilot:
                 await pilot.pause()
                 for key in keys:
                     await pilot.press(key)
-                await settle(app, pilot)
+                await wait_ready(pilot)
                 path = out_dir / f"{scene}-{width}x{height}.svg"
                 path.write_text(app.export_screenshot(title="runctl"), encoding="utf-8")
                 written.append(path)
     return written
 
 
-async def settle(app: App[Any], pilot: Pilot[Any]) -> None:
-    """Wait until the app's workers are idle and the screen has been refreshed.
-
-    Args:
-        app: The running app.
-        pilot: Its pilot.
-    """
-    for _ in range(3):
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Write the screenshots; prints each file."""
-    import tempfile
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("out_dir", type=Path, nargs="?", default=Path("screenshots"))
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="runctl-shots-") as tmp:
-        for path in asyncio.run(render_all(args.out_dir, Path(tmp))):
-            print(path)
+    for path in asyncio.run(render_all(args.out_dir)):
+        print(path)
+    shutil.rmtree(SHOTS_DIR, ignore_errors=True)
     return 0
 
 

@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState
 
 from runctl_tui.core.config import Config
 from runctl_tui.core.fleet import Fleet, FleetRow
-from runctl_tui.core.models import Provider
+from runctl_tui.core.models import Provider, RunStatus
 from runctl_tui.core.secrets import scrub
 from runctl_tui.core.session_state import SessionState, load_session_state, save_session_state
 from runctl_tui.ui.actions import FleetActions
@@ -311,6 +311,8 @@ class DashboardScreen(FleetActions, Screen[None]):
         if run is not None and run.backend is Provider.LOCAL:
             log, run_dir, checkpoints = run_paths(run)
             self._call(checkpoint_widget, "set_directory", checkpoints)
+            if metrics_widget is not None and hasattr(metrics_widget, "running"):
+                metrics_widget.running = run.status is RunStatus.RUNNING
             self._call(metrics_widget, "set_run", log, run_dir)
             cp_pane.border_subtitle = str(checkpoints)[-60:]
             metrics_pane.border_subtitle = run.id
