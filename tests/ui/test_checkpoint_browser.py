@@ -257,3 +257,17 @@ async def test_remote_directory_is_polled_and_growth_marked() -> None:
         )
         await pilot.pause(0.2)
         assert calls == stopped_at
+
+
+async def test_a_folder_that_appears_later_is_picked_up(isolated_home: Path) -> None:
+    folder = isolated_home / "later" / "checkpoints"
+    app = BrowserApp(folder)
+    async with app.run_test(size=(130, 30)) as pilot:
+        browser = browser_of(pilot)
+        title = browser.query_one("#ckpt-title", Static)
+        await until(pilot, lambda: "waiting for checkpoints/ to appear" in str(title.render()))
+        folder.mkdir(parents=True)
+        shutil.copy(SAMPLES / "torch/state_dict_zip.pt", folder / "epoch_1.pt")
+        await until(pilot, lambda: [e.name for e in browser.entries] == ["epoch_1.pt"])
+        shutil.rmtree(folder)
+        await until(pilot, lambda: browser.entries == [] and browser.table.row_count == 0)

@@ -45,6 +45,8 @@ RemoteLister = Callable[[], Awaitable[list[CheckpointEntry]]]
 
 VISIBLE_ROWS = 60
 """Rows whose headers are read right after a listing (metric, unreadable mark)."""
+APPEAR_POLL_SECONDS = 1.0
+"""How often a folder that does not exist (yet) is looked for."""
 WRITING_RECHECK_MS = 1000
 """While a checkpoint is being written, look again this often even without file events."""
 
@@ -238,22 +240,43 @@ class CheckpointBrowser(Vertical, can_focus=False):
     async def _watch(self, directory: Path) -> None:
         from watchfiles import awatch
 
-        await self._rescan(directory)
-        stop = asyncio.Event()
-        try:
-            async for _changes in awatch(
-                directory,
-                debounce=400,
-                step=50,
-                rust_timeout=WRITING_RECHECK_MS,
-                yield_on_timeout=True,
-                stop_event=stop,
-                ignore_permission_denied=True,
-            ):
-                if _changes or any(e.writing for e in self.entries):
-                    await self._rescan(directory)
-        finally:
-            stop.set()
+        while True:
+            if not directory.is_dir():
+                # A run's checkpoint folder often appears only with its first checkpoint.
+                self._show_waiting(directory)
+                await asyncio.sleep(APPEAR_POLL_SECONDS)
+                continue
+            await self._rescan(directory)
+            stop = asyncio.Event()
+            try:
+                async for changes in awatch(
+                    directory,
+                    debounce=400,
+                    step=50,
+                    rust_timeout=WRITING_RECHECK_MS,
+                    yield_on_timeout=True,
+                    stop_event=stop,
+                    ignore_permission_denied=True,
+                ):
+                    if not directory.is_dir():
+                        break
+                    if changes or any(e.writing for e in self.entries):
+                        await self._rescan(directory)
+            except (OSError, RuntimeError) as exc:
+                # The folder was removed or the watcher failed: say so, then start over.
+                self.error = scrub(str(exc) or type(exc).__name__)
+                self._set_title()
+            finally:
+                stop.set()
+            await asyncio.sleep(APPEAR_POLL_SECONDS)
+
+    def _show_waiting(self, directory: Path) -> None:
+        if self.entries:
+            self.entries = []
+            self.infos = {}
+            self.table.clear()
+        self.error = None
+        self._set_title(f"waiting for {directory.name}/ to appear")
 
     async def _rescan(self, directory: Path) -> None:
         try:
