@@ -154,14 +154,19 @@ def _machine_json(machine: Machine) -> dict[str, Any]:
         "state": machine.state.value,
         "raw_state": machine.raw_state,
         "state_reason": machine.state_reason,
-        "public_ip": machine.ssh.host if machine.ssh else None,
-        "ssh_port": machine.ssh.port if machine.ssh else None,
+        "public_ip": machine.tags.get("public_ip") or None,
+        "private_ip": machine.tags.get("private_ip") or None,
+        "ssh": f"{machine.ssh.user}@{machine.ssh.host}:{machine.ssh.port}" if machine.ssh else None,
         "zone": machine.region,
         "uptime_seconds": machine.uptime_seconds(),
         "price_per_hour": machine.price_per_hour,
         "price_is_estimate": machine.price_is_estimate,
         "accrued_cost": machine.cost_so_far(),
-        "tags": {k: v for k, v in machine.tags.items() if k != "instance_type"},
+        "tags": {
+            k: v
+            for k, v in machine.tags.items()
+            if k not in ("instance_type", "public_ip", "private_ip")
+        },
     }
 
 
@@ -192,7 +197,7 @@ def cmd_list(args: argparse.Namespace, context: Context) -> int:
                 gpus,
                 "spot" if m.spot else "on-demand",
                 state,
-                m.ssh.host if m.ssh else "-",
+                m.tags.get("public_ip") or m.tags.get("private_ip") or "-",
                 _uptime(m),
                 _money(m.price_per_hour, m.price_is_estimate),
                 _money(m.cost_so_far(), m.price_is_estimate),
@@ -507,21 +512,8 @@ def cmd_terminate(args: argparse.Namespace, context: Context) -> int:
         return await backend.get_machine(args.id)
 
     after = _run(go())
-    if machine.ssh is not None and not _overridden(config, machine):
-        from runctl_tui.core.ssh import forget_host_key
-
-        forget_host_key(machine.ssh.host, machine.ssh.port)
     print(f"{after.id}: {after.raw_state}")
     return EXIT_OK
-
-
-def _overridden(config: Config, machine: Machine) -> bool:
-    overrides = config.aws.ssh_host_overrides
-    return (
-        machine.id in overrides
-        or "*" in overrides
-        or (machine.ssh is not None and machine.ssh.host in overrides)
-    )
 
 
 def cmd_prices(args: argparse.Namespace, context: Context) -> int:

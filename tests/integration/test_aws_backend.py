@@ -477,3 +477,75 @@ def test_config_region_from_file_reaches_clients(
     config = load_config(path)
     clients: Callable[[], AwsClients] = lambda: AwsClients(config.aws)  # noqa: E731
     assert clients().ec2.meta.region_name == "eu-central-1"
+
+
+async def test_terminate_forgets_the_host_key_unless_overridden(moto_aws: MotoServer) -> None:
+    from runctl_tui.core.ssh import known_hosts_path
+
+    backend = AwsBackend(_config())
+    first = (await backend.create_instance(CreateSpec(Provider.AWS, "t3.micro"))).machine
+    second = (await backend.create_instance(CreateSpec(Provider.AWS, "t3.micro"))).machine
+    ip1, ip2 = first.tags["public_ip"], second.tags["public_ip"]
+    known = known_hosts_path()
+    known.parent.mkdir(parents=True, exist_ok=True)
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    known.write_text(f"{ip1} {key}\n{ip2} {key}\n")
+    await backend.terminate(first.id)
+    assert ip1 not in known.read_text() and ip2 in known.read_text()
+    backend.aws.ssh_host_overrides = {second.id: "127.0.0.1:2222"}
+    await backend.terminate(second.id)
+    assert ip2 in known.read_text()
+
+
+async def test_run_state_follows_the_instance_without_ssh(moto_aws: MotoServer) -> None:
+    import time
+
+    from runctl_tui.core.aws_training import AwsRunInfo, inspect_run
+    from runctl_tui.core.models import Run, RunStatus
+    from runctl_tui.core.runs import RunRegistry
+
+    backend = AwsBackend(_config())
+    registry = RunRegistry()
+    runs = {}
+    for name in ("taken", "killed"):
+        machine = (
+            await backend.create_instance(CreateSpec(Provider.AWS, "g5.xlarge", spot=True))
+        ).machine
+        run = Run(
+            id=f"run-{name}",
+            backend=Provider.AWS,
+            machine=machine.id,
+            script="train.py",
+            args=(),
+            cwd="/p",
+            status=RunStatus.RUNNING,
+            started=time.time(),
+            log_path=f"/p/runs/run-{name}/train.log",
+            checkpoint_dir="/p/checkpoints",
+        )
+        registry.add(run)
+        AwsRunInfo(
+            run_id=run.id,
+            instance_id=machine.id,
+            instance_type="g5.xlarge",
+            spot=True,
+            local_dir="/l",
+            remote_dir="/p",
+            run_dir=f"/p/runs/{run.id}",
+            log_path=run.log_path,
+            exit_code_path=f"/p/runs/{run.id}/exit_code",
+            pid_path=f"/p/runs/{run.id}/pid",
+            checkpoint_dir="/p/checkpoints",
+            script="train.py",
+            args=[],
+        ).save()
+        runs[name] = machine.id
+    mark_spot_interrupted(runs["taken"])
+    await backend.terminate(runs["killed"])
+    taken = (await inspect_run(Config(), backend, "run-taken", registry=registry)).run
+    assert taken.status is RunStatus.INTERRUPTED
+    assert f"spot instance {runs['taken']} taken back by AWS" in taken.note
+    killed = (await inspect_run(Config(), backend, "run-killed", registry=registry)).run
+    assert killed.status is RunStatus.LOST and "terminated" in killed.note
+    with pytest.raises(NotFoundError):
+        await inspect_run(Config(), backend, "nope", registry=registry)

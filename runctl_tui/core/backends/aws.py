@@ -489,7 +489,13 @@ class AwsBackend:
             or "*" in self.aws.ssh_host_overrides
             else None,
             actions=_actions_for(state),
-            tags={**tags, "instance_type": instance_type},
+            # Machine has no fields for these: they travel with the tags, not as EC2 tags.
+            tags={
+                **tags,
+                "instance_type": instance_type,
+                "public_ip": public_ip,
+                "private_ip": private_ip,
+            },
         )
 
     def _describe_sync(self, instance_ids: list[str] | None = None) -> list[Machine]:
@@ -816,8 +822,26 @@ class AwsBackend:
         return await self.get_machine(machine_id)
 
     async def terminate(self, machine_id: str) -> None:
-        """Terminate an instance and its root volume."""
+        """Terminate an instance and its root volume, and forget its SSH host key.
+
+        The key is forgotten (unless the address is an `ssh_host_overrides` target, a tunnel
+        or bastion that outlives the instance) so a new instance that gets the same public
+        IP is trusted on first use instead of refused as a changed key.
+        """
+        machine = await self.get_machine(machine_id)
         await asyncio.to_thread(self._lifecycle_sync, "terminate", machine_id)
+        if machine.ssh is not None and not self._ssh_overridden(machine):
+            from runctl_tui.core.ssh import forget_host_key
+
+            await asyncio.to_thread(forget_host_key, machine.ssh.host, machine.ssh.port)
+
+    def _ssh_overridden(self, machine: Machine) -> bool:
+        overrides = self.aws.ssh_host_overrides
+        keys = {machine.id, "*"}
+        return any(key in overrides for key in keys) or any(
+            value and value in overrides
+            for value in (machine.tags.get("public_ip", ""), machine.tags.get("private_ip", ""))
+        )
 
     def _tag_sync(self, instance_id: str, tags: dict[str, str]) -> None:
         with aws_errors(f"tag {instance_id}"):
