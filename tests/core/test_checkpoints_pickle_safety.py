@@ -149,3 +149,13 @@ def test_inspector_imports_no_ml_library() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_allowed_constructors_cannot_allocate_huge_buffers(tmp_path: Path) -> None:
+    # bytearray(N) from the file would zero-fill N bytes: refused, never allocated.
+    body = b"\x80\x02c__builtin__\nbytearray\nq\x00\x8a\x05\x00\x00\x00\x00\x10\x85q\x01Rq\x02."
+    path = tmp_path / "bomb.pt"
+    path.write_bytes(body)
+    info = inspect_checkpoint(path)
+    assert info.error is not None
+    assert "refused bytearray()" in info.error

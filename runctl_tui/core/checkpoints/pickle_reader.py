@@ -360,6 +360,15 @@ def _numpy_reconstruct(cls: Any, shape: Any = (0,), dtype: Any = b"b") -> ArrayR
     return ArrayRecord()
 
 
+def _bytearray(source: Any = b"", encoding: Any = "latin-1") -> bytearray:
+    # Only from existing bytes or text: `bytearray(10**12)` would be a memory bomb.
+    if isinstance(source, (bytes, bytearray)):
+        return bytearray(source)
+    if isinstance(source, str) and encoding in ("latin1", "latin-1", "utf-8", "utf8", "ascii"):
+        return bytearray(source.encode(str(encoding)))
+    raise CheckpointReadError("refused bytearray() of something other than bytes or text")
+
+
 def _path(*parts: Any) -> str:
     return "/".join(str(p) for p in parts)
 
@@ -413,7 +422,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("builtins", "frozenset"): frozenset,
     ("builtins", "complex"): complex,
     ("builtins", "slice"): slice,
-    ("builtins", "bytearray"): bytearray,
+    ("builtins", "bytearray"): _bytearray,
 }
 for _storage, _dtype in STORAGE_DTYPES.items():
     _ALLOWED[("torch", _storage)] = StorageType(_storage, _dtype)
