@@ -2,7 +2,8 @@
 
 A run lives in `<remote_dir>/runs/<run_id>/` on the machine: `train.log` (stdout and stderr),
 `pid` (the run's process-group leader, written by the run itself), `exit_code` (written when
-the script ends, atomically) and `stop_requested` (written by `stop_remote_run`). The run is
+the script ends, atomically), `env` (the run's environment, mode 0600, sent over stdin so no
+value shows in a process listing) and `stop_requested` (written by `stop_remote_run`). The run is
 started with `setsid` in its own session, so it survives the SSH connection, and signals reach
 the whole process group (data-loader workers included). Every argument is `shlex.quote`d.
 """
@@ -68,7 +69,8 @@ def _check_env(env: Mapping[str, str]) -> None:
 
 
 def _exports(env: Mapping[str, str]) -> str:
-    return "".join(f"export {name}={shlex.quote(value)}; " for name, value in env.items())
+    """Shell lines exporting `env`; sent on stdin, never on a command line `ps` would show."""
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
 
 
 def build_command(script: str, args: Sequence[str], interpreter: str) -> str:
@@ -98,14 +100,14 @@ async def _probe(
         f"d={_remote_dir_expr(remote_dir)}; "
         'cd "$d" 2>/dev/null || { echo "no-dir" >&2; exit 3; }; '
         f"[ -e {shlex.quote(script)} ] || {{ echo 'no-script' >&2; exit 4; }}; "
-        f"{_exports(env)}"
+        'eval "$(cat)"; '
         'printf "dir=%s\\n" "$(pwd)"; '
         f"for c in {uv_lookup}; do "
         'if command -v "$c" >/dev/null 2>&1; then printf "uv=%s\\n" "$(command -v "$c")"; '
         "break; fi; done; "
         'printf "py=%s\\n" "$(command -v python3 || command -v python)"'
     )
-    result = await session.run(probe, timeout=60)
+    result = await session.run(probe, timeout=60, input=_exports(env))
     if result.exit_status == 3:
         raise NotFoundError(
             f"Project directory {remote_dir} does not exist on the machine; sync the project first."
@@ -179,11 +181,12 @@ async def start_remote_run(
     exit_path = f"{run_dir}/exit_code"
     run_env = {"PYTHONUNBUFFERED": "1", "RUNCTL_RUN_ID": run_id, "RUNCTL_RUN_DIR": run_dir, **env}
     command = build_command(script, args, interpreter)
-    q_pid, q_exit = shlex.quote(pid_path), shlex.quote(exit_path)
+    env_path = f"{run_dir}/env"
+    q_pid, q_exit, q_env = shlex.quote(pid_path), shlex.quote(exit_path), shlex.quote(env_path)
     # `trap :` lets the shell outlive a SIGINT/SIGTERM sent to the group so it can record the
     # script's status; caught signals are reset in the script, which sees them normally.
     inner = (
-        f"echo $$ > {q_pid}; trap : INT TERM; {_exports(run_env)}{command}; "
+        f"echo $$ > {q_pid}; trap : INT TERM; . {q_env}; {command}; "
         f"echo $? > {q_exit}.tmp && mv {q_exit}.tmp {q_exit}"
     )
     detached = f"nohup sh -c {shlex.quote(inner)} > {shlex.quote(log_path)} 2>&1 < /dev/null"
@@ -193,12 +196,13 @@ async def start_remote_run(
         f"cd {shlex.quote(workdir)} || exit 3; "
         f"if [ -e {shlex.quote(run_dir)} ]; then echo 'run folder exists' >&2; exit 5; fi; "
         f"mkdir -p {shlex.quote(run_dir)} || exit 6; "
+        f"(umask 077; cat > {q_env}) || exit 6; "
         f"if setsid --help 2>&1 | grep -q -- '--fork'; then setsid -f {detached}; "
         f"else setsid {detached} & fi; "
         f"i=0; while [ ! -s {q_pid} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; "
         f"cat {q_pid}"
     )
-    result = await session.run(launch, timeout=60)
+    result = await session.run(launch, timeout=60, input=_exports(run_env))
     if result.exit_status == 5:
         raise BackendError(f"Run {run_id} already has a folder {run_dir} on the machine.")
     pid_text = result.stdout.strip()

@@ -354,7 +354,12 @@ class SshSession:
             pass
 
     async def run(
-        self, command: str, *, timeout: float | None = None, check: bool = False
+        self,
+        command: str,
+        *,
+        timeout: float | None = None,
+        check: bool = False,
+        input: str | None = None,
     ) -> CommandResult:
         """Run a shell command on the machine and collect its output.
 
@@ -362,6 +367,7 @@ class SshSession:
             command: A command line for the remote shell (quote arguments with `shlex.quote`).
             timeout: Seconds before the command is abandoned; None: no limit.
             check: Raise `BackendError` when the command exits non-zero.
+            input: Text sent to the command's stdin (then end of input); None: no input.
 
         Returns:
             Exit status, stdout and stderr (UTF-8, bad bytes replaced).
@@ -369,8 +375,15 @@ class SshSession:
         import asyncssh
 
         try:
+            # Without input the command's stdin is closed at once, so nothing waits on it.
+            feed: dict[str, Any] = {"input": input} if input else {"stdin": asyncssh.DEVNULL}
             result = await self._conn.run(
-                command, check=False, timeout=timeout, encoding="utf-8", errors="replace"
+                command,
+                check=False,
+                timeout=timeout,
+                encoding="utf-8",
+                errors="replace",
+                **feed,
             )
         except asyncssh.TimeoutError as exc:
             raise BackendError(

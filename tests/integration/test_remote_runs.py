@@ -167,9 +167,18 @@ async def test_run_outlives_the_connection_and_stops_on_sigint(
 ) -> None:
     async with await SshSession.connect(sshd_server.endpoint) as session:
         info = await start_remote_run(
-            session, remote_dir=str(project), script="graceful.py", run_id="r-int"
+            session,
+            remote_dir=str(project),
+            script="graceful.py",
+            run_id="r-int",
+            env={"HF_TOKEN": SECRET},
         )
     await wait_for_text(Path(info.log_path), "training")
+    # The environment reaches the run through a private file, never a command line.
+    env_file = Path(info.run_dir) / "env"
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    assert f"HF_TOKEN={SECRET}" in env_file.read_text()
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if _has(p, SECRET)]
     async with await SshSession.connect(sshd_server.endpoint) as session:
         assert await remote_run_status(session, info) == (RunStatus.RUNNING, None)
         status, code = await stop_remote_run(session, info, grace_seconds=10)
@@ -204,6 +213,16 @@ async def test_stop_escalates_to_sigkill_and_a_killed_run_is_lost(
         assert await wait_final(session, other) == (RunStatus.LOST, None)
         # Stopping a run that already ended changes nothing.
         assert await stop_remote_run(session, other, grace_seconds=0.3) == (RunStatus.LOST, None)
+
+
+SECRET = "hf_not-a-real-token-5a1e"
+
+
+def _has(path: Path, text: str) -> bool:
+    try:
+        return text.encode() in path.read_bytes()
+    except OSError:
+        return False
 
 
 def _group_alive(pgid: int) -> bool:

@@ -43,6 +43,9 @@ async def test_run_returns_status_stdout_and_stderr(sshd_server: SshServer) -> N
             await session.run("echo boom >&2; exit 2", check=True)
         with pytest.raises(BackendError, match=r"did not finish within 0\.5 s"):
             await session.run("sleep 5", timeout=0.5)
+        # stdin is closed unless input is given, so a command reading it never hangs.
+        assert (await session.run("cat", timeout=10)).stdout == ""
+        assert (await session.run("cat", input="fed\n", timeout=10)).stdout == "fed\n"
         # The session survives a failed and a timed-out command.
         assert (await session.run("echo again")).stdout == "again\n"
     assert session.closed
