@@ -59,12 +59,14 @@ class EventDetector:
     """Turns successive fleet states into events and per-row flags.
 
     Divergence and stalls come from the metrics package's alerts (`RunProgress.alert`); this
-    class only notices when they, a run's status or a machine's state change.
+    class only notices when they, a run's status or a machine's state change. Each flag is
+    announced once per run, however often a noisy loss crosses the threshold.
     """
 
     def __init__(self) -> None:
         self._runs: dict[str, tuple[str, RunStatus]] = {}
         self._states: dict[str, MachineState] = {}
+        self._flagged: set[tuple[str, str]] = set()
         self.flags: dict[str, str] = {}
         """Current marks by machine key: `diverged`, `stalled`, `spot interrupted`."""
         self._primed = False
@@ -116,8 +118,10 @@ class EventDetector:
             flag = self._flag(row, now)
             if flag:
                 flags[key] = flag
-                if self._primed and self.flags.get(key) != flag and flag != "spot interrupted":
-                    run_id = row.run.id if row.run else "?"
+                run_id = row.run.id if row.run else "?"
+                first_time = (run_id, flag) not in self._flagged
+                self._flagged.add((run_id, flag))
+                if self._primed and first_time and flag != "spot interrupted":
                     why = row.progress.alert_message if row.progress else None
                     events.append(
                         FleetEvent(
