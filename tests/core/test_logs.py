@@ -54,8 +54,14 @@ async def until(condition: Callable[[], bool], deadline: float = 10.0) -> None:
 
 
 async def collect(source: LogSource, done: Callable[[list[LogChunk]], bool]) -> list[LogChunk]:
+    return await collect_n(source, 1000, done)
+
+
+async def collect_n(
+    source: LogSource, initial: int, done: Callable[[list[LogChunk]], bool]
+) -> list[LogChunk]:
     chunks: list[LogChunk] = []
-    generator = source.follow(initial_lines=1000)
+    generator = source.follow(initial_lines=initial)
 
     async def consume() -> None:
         async for chunk in generator:
@@ -309,3 +315,39 @@ def test_line_buffer_keeps_the_newest_lines_with_stable_numbers() -> None:
     buffer.add(LogChunk(partial="50%"))
     assert buffer.text_lines()[-2:] == ["99999", "50%"]
     assert buffer.size == 99_500
+
+
+def test_huge_tail_requests_stream_instead_of_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tail_module, "MAX_STARTS_KEPT", 50)
+    monkeypatch.setattr(tail_module, "SCAN_BLOCK", 64)
+    log = tmp_path / "many.log"
+    log.write_bytes(b"".join(f"{i}\n".encode() for i in range(1000)) + b"part")
+    fd = os.open(log, os.O_RDONLY)
+    try:
+        span = tail_module.scan_tail(fd, log.stat().st_size, 700)
+        assert span.streamed and len(span.starts) == 1
+        assert span.starts[0] == sum(len(f"{i}\n") for i in range(300))
+        listed = tail_module.scan_tail(fd, log.stat().st_size, 40)
+        assert not listed.streamed and len(listed.starts) == 41
+    finally:
+        os.close(fd)
+    assert tail_lines(log, 701) == [str(i) for i in range(300, 1000)] + ["part"]
+    assert tail_lines(log, 5000)[0] == "0"
+
+
+async def test_follow_with_a_huge_initial_request_streams_the_file(tmp_path: Path) -> None:
+    log = tmp_path / "stream.log"
+    log.write_bytes(b"".join(f"{i}\n".encode() for i in range(300_000)))
+    total = 0
+
+    def done(chunks: list[LogChunk]) -> bool:
+        nonlocal total
+        total = sum(len(c.lines) for c in chunks)
+        return total >= 300_000
+
+    chunks = await collect_n(FileLogSource(log), 10**9, done)
+    assert lines_of(chunks)[:2] == ["0", "1"] and lines_of(chunks)[-1] == "299999"
+    assert total == 300_000
+    assert len(chunks) > 1, "the backlog arrives in several chunks, not one list"

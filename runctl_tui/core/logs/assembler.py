@@ -9,6 +9,7 @@ from runctl_tui.core.logs.text import (
     has_controls,
     is_transient,
     show_controls,
+    special_bytes,
 )
 
 
@@ -105,12 +106,14 @@ class LineAssembler:
         """
         text = body.decode("utf-8", "replace")
         lines = text.split("\n")
-        if "\r" in text or "\b" in text:
-            lines = [collapse_line(s) if ("\r" in s or "\b" in s) else s for s in lines]
-        if "\x1b[" in text:
-            lines = [s for s in lines if not is_transient(s)]
-        if has_controls(text):
-            lines = [show_controls(s) if has_controls(s) else s for s in lines]
+        special = special_bytes(body)
+        if special:
+            if b"\r" in special or b"\b" in special:
+                lines = [collapse_line(s) if ("\r" in s or "\b" in s) else s for s in lines]
+            if b"\x1b" in special:
+                lines = [s for s in lines if not is_transient(s)]
+            if special.strip(b"\r\b\x1b"):
+                lines = [show_controls(s) if has_controls(s) else s for s in lines]
         limit = self.max_line_bytes
         if len(text) > limit and max(map(len, lines)) > limit:
             lines = [self._cut(s) if len(s) > limit else s for s in lines]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Collection, Iterator
 
@@ -51,6 +52,13 @@ class LineBuffer:
         if index < 0 or number >= self.total:
             raise IndexError(number)
         return self._lines[index]
+
+    def newest(self, count: int) -> list[str]:
+        """The newest `count` lines held, oldest first (fewer if fewer are held)."""
+        count = min(count, len(self._lines))
+        if count == len(self._lines):
+            return list(self._lines)
+        return list(itertools.islice(reversed(self._lines), count))[::-1]
 
     def extend(self, lines: Collection[str], skipped: int = 0) -> None:
         """Append complete lines, dropping the oldest beyond `max_lines`.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from stat import S_ISDIR, S_ISREG
 
+from runctl_tui.core.errors import RunctlError
 from runctl_tui.core.logging_setup import get_logger
 from runctl_tui.core.logs.assembler import LineAssembler
 from runctl_tui.core.logs.tail import read_tail, scan_tail
@@ -158,13 +159,16 @@ class _Follower:
     def _open(self) -> os.stat_result | None:
         try:
             fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        except OSError as exc:
-            if exc.errno in (errno.ENOTDIR, errno.EACCES, errno.EISDIR):
-                return None
-            raise
+        except PermissionError:
+            raise RunctlError(
+                f"cannot read {self.path}: permission denied; check its owner and mode"
+            ) from None
         stat = os.fstat(fd)
+        if not S_ISREG(stat.st_mode) and S_ISDIR(stat.st_mode):
+            os.close(fd)
+            raise RunctlError(f"{self.path} is a directory, not a log file")
         self.fd, self.ident, self.pos, self.size = fd, _identity(stat), 0, stat.st_size
         self.orphaned = False
         return stat
@@ -205,9 +209,14 @@ class _Follower:
         else:
             assert self.fd is not None
             span = scan_tail(self.fd, self.size, max(0, initial_lines))
-            lines = read_tail(self.fd, span, self.assembler)
-            self.pos = span.end
-            yield self._chunk(lines)
+            if span.streamed:
+                # A huge tail: read it block by block below instead of in one list.
+                self.pos = span.starts[0]
+                yield self._chunk([])
+            else:
+                lines = read_tail(self.fd, span, self.assembler)
+                self.pos = span.end
+                yield self._chunk(lines)
         while True:
             wake.clear()
             if self.fd is None:
@@ -232,7 +241,9 @@ class _Follower:
                 if current is None and not self.orphaned:
                     self.orphaned = True
                     yield self._chunk([], f"{path} was deleted or moved; waiting for it")
-                elif current is not None and _identity(current) != self.ident:
+                elif current is not None and _identity(current) == self.ident:
+                    self.orphaned = False  # moved back, or a false alarm
+                elif current is not None:
                     # Replaced (rotation, or recreation after deletion): finish the old file.
                     async for chunk in self._drain():
                         yield chunk

@@ -16,6 +16,8 @@ SCAN_BLOCK = 256 * 1024
 """Bytes read per step when scanning backwards for newlines."""
 MAX_SCAN_BYTES = 256 * 1024 * 1024
 """A line whose start is further back than this is shown from there (with a marker)."""
+MAX_STARTS_KEPT = 100_000
+"""Beyond this many lines, only where the oldest starts is kept (memory stays small)."""
 BULK_READ_BYTES = 8 * 1024 * 1024
 """Up to this many bytes of tail are read in one go; beyond it, line by line."""
 CUT_START_MARKER = "… [start of line not read] "
@@ -33,6 +35,8 @@ class TailSpan:
     """Whether the last line has no newline yet."""
     cut_first: bool
     """Whether the first line's real start lies before the scan limit."""
+    streamed: bool = False
+    """Only the oldest start is known (too many lines to list): read from it in blocks."""
 
 
 def scan_tail(fd: int, end: int, complete_lines: int, max_scan: int = MAX_SCAN_BYTES) -> TailSpan:
@@ -52,23 +56,44 @@ def scan_tail(fd: int, end: int, complete_lines: int, max_scan: int = MAX_SCAN_B
     last_byte = os.pread(fd, 1, end - 1)
     partial = last_byte != b"\n"
     wanted = complete_lines + (1 if partial else 0)
-    starts: list[int] = []
+    starts: list[int] = []  # newest first, while there are few enough to list
+    listing = True
+    found = 0
+    oldest = end
     pos = end - 1  # the final byte never starts a line
     floor = max(0, end - max_scan)
-    while pos > floor and len(starts) < wanted:
+    while pos > floor and found < wanted:
         block_start = max(floor, pos - SCAN_BLOCK)
         block = os.pread(fd, pos - block_start, block_start)
-        index = len(block)
-        while len(starts) < wanted:
-            index = block.rfind(b"\n", 0, index)
-            if index == -1:
-                break
-            starts.append(block_start + index + 1)
+        take = min(block.count(b"\n"), wanted - found)
+        if listing and found + take > MAX_STARTS_KEPT:
+            listing = False
+            starts = []
+        if take:
+            if listing:
+                index = len(block)
+                for _ in range(take):
+                    index = block.rfind(b"\n", 0, index)
+                    starts.append(block_start + index + 1)
+                oldest = starts[-1]
+            elif found + take < wanted:
+                oldest = block_start + block.find(b"\n") + 1
+            else:
+                index = len(block)
+                for _ in range(take):
+                    index = block.rfind(b"\n", 0, index)
+                oldest = block_start + index + 1
+            found += take
         pos = block_start
     cut_first = False
-    if len(starts) < wanted:
-        starts.append(pos)
+    if found < wanted:
+        oldest = pos
+        if listing:
+            starts.append(pos)
         cut_first = pos > 0
+    if not listing:
+        # Too many lines to list: only the oldest start is kept; the caller streams from it.
+        return TailSpan((oldest,), end, partial, cut_first, streamed=True)
     starts.reverse()
     return TailSpan(tuple(starts), end, partial, cut_first)
 
@@ -105,20 +130,38 @@ def read_tail(fd: int, span: TailSpan, assembler: LineAssembler) -> list[str]:
         return []
     first = span.starts[0]
     lines: list[str]
-    if span.end - first <= BULK_READ_BYTES:
+    if span.streamed:
+        lines = []
+        for offset in range(first, span.end, BULK_READ_BYTES):
+            size = min(BULK_READ_BYTES, span.end - offset)
+            lines.extend(assembler.feed(os.pread(fd, size, offset)))
+    elif span.end - first <= BULK_READ_BYTES:
         lines = assembler.feed(os.pread(fd, span.end - first, first))
     else:
         lines = []
+        long_line = 4 * assembler.max_line_bytes
+        group_start = group_end = first
         bounds = [*span.starts[1:], span.end + 1]
         for start, next_start in zip(span.starts, bounds, strict=True):
-            stop = next_start - 1
-            if next_start > span.end:
-                stop = span.end if span.partial else span.end - 1
+            is_last = next_start > span.end
+            stop = (span.end if span.partial else span.end - 1) if is_last else next_start - 1
+            if stop - start <= long_line and stop - group_start <= BULK_READ_BYTES:
+                group_end = span.end if is_last else next_start
+                continue
+            # Read the short lines gathered so far in one go, then this one by itself.
+            if group_end > group_start:
+                lines.extend(assembler.feed(os.pread(fd, group_end - group_start, group_start)))
+            if stop - start <= long_line:
+                group_start, group_end = start, span.end if is_last else next_start
+                continue
             _read_line(fd, start, stop, assembler)
-            if next_start <= span.end or not span.partial:
+            if not is_last or not span.partial:
                 line = assembler.flush_line()
                 if line is not None:
                     lines.append(line)
+            group_start = group_end = next_start
+        if group_end > group_start:
+            lines.extend(assembler.feed(os.pread(fd, group_end - group_start, group_start)))
     if span.cut_first and lines:
         lines[0] = CUT_START_MARKER + lines[0]
     return lines

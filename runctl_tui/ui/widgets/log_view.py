@@ -31,6 +31,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input, Static
+from textual.worker import Worker, WorkerState
 
 from runctl_tui.core.logs import LineBuffer, strip_ansi
 from runctl_tui.core.logsource import LogChunk, LogSource
@@ -44,6 +45,13 @@ CURRENT_MATCH_STYLE = Style(bgcolor="dark_orange", color="black", bold=True)
 def _plain(line: str) -> str:
     plain = strip_ansi(line)
     return plain.expandtabs(8) if "\t" in plain else plain
+
+
+def _height(line: str, width: int) -> int:
+    """Rows `line` takes when folded at `width` cells."""
+    plain = _plain(line)
+    cells = len(plain) if plain.isascii() else cell_len(plain)
+    return max(1, -(-cells // width))
 
 
 def _smart_case_pattern(term: str) -> re.Pattern[str]:
@@ -91,11 +99,6 @@ class LogLines(ScrollView, can_focus=True):
     def _wrap_width(self) -> int:
         return max(1, self.scrollable_content_region.width)
 
-    def _height_of(self, number: int) -> int:
-        width = self._wrap_width()
-        line = self._line_text(number)
-        return max(1, -(-cell_len(_plain(line)) // width))
-
     def _line_text(self, number: int) -> str:
         if number == PARTIAL:
             return self.buffer.partial or ""
@@ -104,21 +107,36 @@ class LogLines(ScrollView, can_focus=True):
     def _matches_filter(self, line: str) -> bool:
         return self.filter is None or self.filter.search(_plain(line)) is not None
 
-    def _add_entries(self, numbers: Iterable[int]) -> int:
-        added = 0
-        for number in numbers:
-            line = self.buffer.line(number)
-            if self.filter is not None and not self._matches_filter(line):
-                continue
-            self._entries.append(number)
-            added += 1
-            width = cell_len(_plain(line))
-            if width > self._max_width:
-                self._max_width = width
-            if self.wrap:
-                for row in range(self._height_of(number)):
-                    self._rows.append((number, row))
-        return added
+    def _add_entries(self, start: int, stop: int) -> int:
+        """Show lines `start`..`stop - 1` of the buffer (those passing the filter)."""
+        if stop <= start:
+            return 0
+        lines = self.buffer.newest(stop - start)
+        numbers: Iterable[int] = range(start, stop)
+        if self.filter is not None:
+            kept = [
+                (n, line)
+                for n, line in zip(numbers, lines, strict=True)
+                if self._matches_filter(line)
+            ]
+            numbers = [n for n, _ in kept]
+            lines = [line for _, line in kept]
+        if not lines:
+            return 0
+        self._entries.extend(numbers)
+        # ASCII lines are as wide as they are long (escape codes only over-count, harmlessly).
+        width = max(len(x) if x.isascii() else cell_len(_plain(x)) for x in lines)
+        self._max_width = max(self._max_width, width)
+        if self.wrap:
+            wrap_width = self._wrap_width()
+            rows = self._rows
+            for number, line in zip(numbers, lines, strict=True):
+                height = _height(line, wrap_width)
+                if height == 1:
+                    rows.append((number, 0))
+                else:
+                    rows.extend((number, row) for row in range(height))
+        return len(lines)
 
     def _drop_old(self) -> int:
         """Forget entries that fell off the buffer; return how many screen rows went."""
@@ -139,7 +157,7 @@ class LogLines(ScrollView, can_focus=True):
         self._rows.clear()
         self._max_width = 0
         self._seen_total = self.buffer.total
-        self._add_entries(range(self.buffer.first_number, self.buffer.total))
+        self._add_entries(self.buffer.first_number, self.buffer.total)
         self._generation += 1
         self._cache.clear()
         self._update_virtual_size()
@@ -153,7 +171,7 @@ class LogLines(ScrollView, can_focus=True):
         start = max(self._seen_total, self.buffer.first_number)
         self._seen_total = total
         removed = self._drop_old()
-        added = self._add_entries(range(start, total))
+        added = self._add_entries(start, total)
         if not self.following:
             self.new_while_paused += added
         self._cache.discard((PARTIAL, self._generation))
@@ -400,6 +418,7 @@ class LogView(Vertical):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f", "follow", "Follow"),
+        Binding("end", "follow", "Follow", show=False),
         Binding("slash", "search", "Search"),
         Binding("n", "search_next", "Next match", show=False),
         Binding("N", "search_previous", "Previous match", show=False),
@@ -439,6 +458,7 @@ class LogView(Vertical):
         self.filter_text = ""
         self._prompt_mode: str | None = None
         self._dirty = False
+        self._source_on_mount: LogSource | None = None
         self._incoming: deque[str] = deque(maxlen=self.buffer.max_lines)
         self._incoming_count = 0
         self._incoming_partial: str | None = None
@@ -456,6 +476,18 @@ class LogView(Vertical):
         self._update_title()
         self.set_interval(1 / self.max_fps, self._flush)
         self.set_interval(1.0, self._update_title)
+        if self._source_on_mount is not None:
+            self.set_source(self._source_on_mount)
+            self._source_on_mount = None
+
+    @on(Worker.StateChanged)
+    def _worker_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group == "logs" and event.state == WorkerState.ERROR:
+            # The pane says what went wrong instead of going quiet; other panes carry on.
+            self.notice = f"stopped following: {worker.error}"
+            self._update_title()
+            self.notify(f"log: {worker.error}", severity="error", timeout=6)
 
     # --- source ---------------------------------------------------------------------------------
 
@@ -465,6 +497,9 @@ class LogView(Vertical):
         Args:
             source: The log to follow, or None to empty the pane.
         """
+        if not self.is_mounted:
+            self._source_on_mount = source
+            return
         self.workers.cancel_group(self, "logs")
         self.source = source
         self.buffer.clear()
