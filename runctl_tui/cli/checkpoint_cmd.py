@@ -127,6 +127,16 @@ def cmd_list(args: argparse.Namespace, context: Context) -> int:
             marks.append("being written")
         if entry.error:
             marks.append(entry.error)
+        metric = next(
+            (
+                f"{name}={entry.metrics[name]:.4g}"
+                for name in (settings.best_metric, "val_loss", "eval_loss", "loss")
+                if name in entry.metrics
+            ),
+            "",
+        )
+        if metric:
+            marks.insert(0, metric)
         step = "-" if entry.step is None else str(entry.step)
         epoch = "-" if entry.epoch is None else str(entry.epoch)
         print(

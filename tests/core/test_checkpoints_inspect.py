@@ -60,6 +60,10 @@ def test_inspect_matches_library_ground_truth(name: str) -> None:
         assert info.best_record["name"] == facts["best_model_checkpoint_name"]
         assert info.best_record["score"] == pytest.approx(facts["best_metric"])
         assert info.keys == facts["files"]
+        assert "eval_runtime" not in info.metrics  # timings are not metrics
+        if facts["best_model_checkpoint_name"] == Path(name).name:
+            # The best checkpoint's own eval_loss is the Trainer's best_metric.
+            assert info.metrics["eval_loss"] == pytest.approx(facts["best_metric"])
     if "shards" in facts:
         assert info.metadata["shards"] == facts["shards"]
 

@@ -49,11 +49,16 @@ def metrics_at_step(state: dict[str, Any]) -> dict[str, float]:
         if isinstance(step, int) and isinstance(record_step, int) and record_step > step:
             continue
         for key, value in record.items():
-            if key in ("step", "epoch") or isinstance(value, bool):
+            if key in ("step", "epoch") or isinstance(value, bool) or _is_throughput(key):
                 continue
             if isinstance(value, (int, float)):
                 metrics[key] = float(value)
     return metrics
+
+
+def _is_throughput(key: str) -> bool:
+    """Timing figures the Trainer logs beside metrics (`eval_runtime`, `..._per_second`)."""
+    return key.endswith(("_runtime", "_per_second")) or key in ("total_flos", "train_runtime")
 
 
 def best_record(state: dict[str, Any]) -> dict[str, Any]:

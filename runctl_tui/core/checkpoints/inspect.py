@@ -476,7 +476,8 @@ def fill_from_headers(
     entries: list[CheckpointEntry], inspect: Callable[[Path], CheckpointInfo] = inspect_checkpoint
 ) -> None:
     """Complete local entries from their headers: step and epoch the name lacks, the exact
-    PyTorch format (`torch-zip`/`torch-legacy`), and `error` for an unreadable file.
+    PyTorch format (`torch-zip`/`torch-legacy`), stored metrics, and `error` for an
+    unreadable file.
 
     Args:
         entries: A local listing; remote entries are left alone.
@@ -491,7 +492,9 @@ def fill_from_headers(
             continue
         if entry.step is None and info.step is not None:
             entry.step = info.step
-        if entry.epoch is None and isinstance(info.epoch, int):
-            entry.epoch = info.epoch
+        if entry.epoch is None and info.epoch is not None and float(info.epoch).is_integer():
+            entry.epoch = int(info.epoch)
         if entry.format == "torch" and info.format in ("torch-zip", "torch-legacy"):
             entry.format = info.format
+        for key, value in info.metrics.items():
+            entry.metrics.setdefault(key, value)
