@@ -157,8 +157,11 @@ async def test_one_factory_applies_region_and_endpoint_to_every_client(
     explicit = AwsClients(_config(endpoint_url="http://127.0.0.1:9").aws)
     assert explicit.ec2.meta.endpoint_url == "http://127.0.0.1:9"
     assert explicit.s3.meta.endpoint_url == "http://127.0.0.1:9"
-    with pytest.raises(ConfigError, match="profile 'nope'"):
+    with pytest.raises(ConfigError, match=r"profile 'nope' \(from \[aws\] profile\)"):
         AwsClients(_config(profile="nope").aws).ec2  # noqa: B018
+    monkeypatch.setenv("AWS_PROFILE", "ghost")
+    with pytest.raises(ConfigError, match=r"profile 'ghost' \(from AWS_PROFILE\)"):
+        AwsClients(_config().aws).s3  # noqa: B018
 
 
 async def test_region_from_config_is_the_one_listed(moto_aws: MotoServer) -> None:

@@ -162,7 +162,7 @@ class AwsClients:
         self._aws = aws
         self._session: Any = None
         self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @property
     def session(self) -> Any:
@@ -180,9 +180,14 @@ class AwsClients:
                         profile_name=self._aws.profile or None, region_name=region
                     )
                 except botocore.exceptions.ProfileNotFound:
+                    name, origin = (
+                        (self._aws.profile, "[aws] profile")
+                        if self._aws.profile
+                        else (os.environ.get("AWS_PROFILE", ""), "AWS_PROFILE")
+                    )
                     raise ConfigError(
-                        f"AWS profile {self._aws.profile!r} ([aws] profile) is not in your AWS "
-                        "config; fix the name or create it with `aws configure --profile`."
+                        f"AWS profile {name!r} (from {origin}) is not in your AWS config; fix "
+                        "the name or create it with `aws configure --profile`."
                     ) from None
                 credentials = self._session.get_credentials()
                 if credentials is not None:
@@ -214,8 +219,12 @@ class AwsClients:
         """A cached boto3 client for `service` (`ec2`, `s3`, `ssm`) in the configured region."""
         with self._lock:
             cached = self._clients.get(service)
-        if cached is not None:
-            return cached
+            if cached is not None:
+                return cached
+            return self._make_client(service)
+
+    def _make_client(self, service: str) -> Any:
+        # Called with the lock held: boto3 sessions are not thread-safe, clients are.
         from botocore.config import Config as BotoConfig
 
         region = self.region
@@ -232,8 +241,8 @@ class AwsClients:
         client = self.session.client(service, **kwargs)
         for hook in list(CLIENT_HOOKS):
             hook(service, client)
-        with self._lock:
-            return self._clients.setdefault(service, client)
+        self._clients[service] = client
+        return client
 
     @property
     def ec2(self) -> Any:
