@@ -314,6 +314,13 @@ class RemoteFileLogSource:
                 reader, head, assembler, position, initial_lines
             ):
                 yield chunk
+        except _Lost as exc:
+            # Say why the follower ended when it said so (e.g. a Python traceback).
+            detail = b""
+            with contextlib.suppress(Exception):
+                detail = await asyncio.wait_for(process.stderr.read(4096), 1.0)
+            last = detail.decode("utf-8", "replace").strip().splitlines()[-1:]
+            raise _Lost(f"{exc}: {last[0]}" if last else str(exc)) from exc
         finally:
             process.close()
 
