@@ -543,7 +543,7 @@ class SshSession:
         done = 0
         if progress:
             progress(0, total)
-        for remote, local, _size in plan:
+        for remote, local, size in plan:
             local.parent.mkdir(parents=True, exist_ok=True)
             part = local.with_name(local.name + ".part")
             base = done
@@ -559,8 +559,15 @@ class SshSession:
                 raise BackendError(
                     f"Downloading {remote} from {_describe(self.endpoint)} failed: {_reason(exc)}."
                 ) from exc
+            got = part.stat().st_size
+            if got != size:
+                part.unlink(missing_ok=True)
+                raise BackendError(
+                    f"{remote} changed while it was downloaded ({size} bytes listed, {got} "
+                    "received); download it again once the run has finished writing it."
+                )
             part.replace(local)
-            done += local.stat().st_size
+            done += got
         if progress:
             progress(done, total)
         return done
