@@ -91,6 +91,12 @@ def register(subparsers: Any) -> None:
     monitor.add_argument("--lines", "-n", type=int, default=20, help="log lines to show")
     monitor.set_defaults(handler=cmd_monitor)
 
+    stop_run = actions.add_parser(
+        "stop-run", help="stop a run on its instance (SIGINT, SIGTERM, SIGKILL; the instance stays)"
+    )
+    stop_run.add_argument("id", metavar="ID", help="run id, or instance id (its newest run)")
+    stop_run.set_defaults(handler=cmd_stop_run)
+
     resume = actions.add_parser("resume", help="resume an interrupted run on a new instance")
     resume.add_argument("run_id", metavar="RUN_ID")
     resume.set_defaults(handler=cmd_resume)
@@ -458,6 +464,19 @@ def cmd_monitor(args: argparse.Namespace, context: Context) -> int:
 
     _run(go())
     return EXIT_OK
+
+
+def cmd_stop_run(args: argparse.Namespace, context: Context) -> int:
+    """Stop a run on its instance; its S3 agent still uploads the final outputs."""
+    from runctl_tui.core.aws_training import stop_run
+
+    config = context.config
+    backend = _backend(config)
+    run = _resolve_run(config, backend, args.id)
+    stopped = _run(stop_run(config, backend, run.id))
+    code = f" (exit code {stopped.exit_code})" if stopped.exit_code is not None else ""
+    print(f"run {stopped.id}: {stopped.status.value}{code}")
+    return EXIT_OK if stopped.status.is_final else EXIT_FAILURE
 
 
 def cmd_resume(args: argparse.Namespace, context: Context) -> int:

@@ -247,7 +247,7 @@ async def start_training(
         if active:
             raise RunctlError(
                 f"instance {instance_id} is already running run {active[0].id}; wait for it, "
-                f"stop it (runctl aws monitor {instance_id}), or pass --allow-concurrent"
+                f"stop it (runctl aws stop-run {active[0].id}), or pass --allow-concurrent"
             )
     project = (local_dir or Path.cwd()).resolve()
     if not (project / script).is_file():

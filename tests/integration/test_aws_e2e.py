@@ -124,6 +124,9 @@ def world(
     project = tmp_path / "project"
     project.mkdir()
     (project / "train.py").write_text(TRAIN)
+    (project / "idle.py").write_text(
+        "import sys, time\nprint(sys.argv[1:], flush=True)\ntime.sleep(120)\n"
+    )
     remote = tmp_path / "remote"
     config = tmp_path / "runctl.toml"
     config.write_text(
@@ -280,6 +283,16 @@ def test_spot_training_interruption_resume_and_teardown(
     # One run at a time on an instance unless asked.
     code, _out, err = cli("aws", "train", instance, "--background", "train.py")
     assert code == 1 and f"already running run {run_id}" in err
+    code, out, err = cli(
+        "aws", "train", instance, "--background", "--allow-concurrent", "idle.py", "x y"
+    )
+    assert code == 0, err
+    second = out.split()[1]
+    code, out, err = cli("aws", "stop-run", second)
+    assert code == 0, err
+    assert out.startswith(f"run {second}: stopped")
+    assert RunRegistry().get(second).status is RunStatus.STOPPED
+    assert RunRegistry().get(run_id).status is RunStatus.RUNNING
 
     # Spot interruption notice: the watcher on the instance signals, uploads, marks.
     imds.set_instance_action("terminate")
