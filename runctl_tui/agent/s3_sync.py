@@ -158,7 +158,8 @@ class Uploader:
         self._seen: dict[str, tuple[int, float]] = {}
 
     def _save(self) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
+        # Per-process temp name: the spot watcher may save while the upload agent does.
+        tmp = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.state, indent=1), encoding="utf-8")
         os.replace(tmp, self.state_path)
 

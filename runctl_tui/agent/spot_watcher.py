@@ -107,7 +107,7 @@ class Imds:
 def write_marker(run_dir: Path, data: dict[str, Any]) -> None:
     """Atomically write the interruption marker the dashboard and CLI read."""
     path = run_dir / MARKER
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{MARKER}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     os.replace(tmp, path)
 
