@@ -28,6 +28,8 @@ from typing import Any
 STATE_FILE = "s3_sync.json"
 RUN_FILES = ("train.log", "exit_code", "spot_interruption.json")
 MB = 1024 * 1024
+TEMP_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".incomplete")
+"""Files being written before an atomic rename: never uploaded."""
 
 
 def log(message: str) -> None:
@@ -170,7 +172,7 @@ class Uploader:
         for root, _dirs, files in os.walk(self.ckpt_dir):
             for name in files:
                 path = Path(root) / name
-                if name.endswith((".tmp", ".partial")) or name.startswith("."):
+                if name.endswith(TEMP_SUFFIXES) or name.startswith("."):
                     continue
                 try:
                     info = path.stat()
