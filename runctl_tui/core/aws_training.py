@@ -315,8 +315,10 @@ async def start_training(
                 f"{_q(env_file)} download {_q(resume_checkpoint)} {_q(target)}",
                 check=True,
             )
-            flag = config.local.resume_flag.format(path=local_ckpt)
-            run_args += shlex.split(flag)
+            # Split the template before filling it in, so a path with spaces stays one word.
+            run_args += [
+                word.format(path=local_ckpt) for word in shlex.split(config.local.resume_flag)
+            ]
         say(f"starting {script} on {instance_id}")
         started = await remote_runs.start_remote_run(
             session,
