@@ -199,3 +199,34 @@ def test_feeding_in_pieces_gives_the_same_points_as_at_once() -> None:
             start = index + 1
     pieces.extend(parser.feed(raw[start:].split("\n")))
     assert pieces == whole
+
+
+def test_line_shapes_never_mix_up_keys_that_differ_in_digits() -> None:
+    """Shapes are keyed without digits; keys with digits are checked on every line."""
+    parser = LineMetricsParser()
+    points = parser.feed(
+        ["step 1 top1_acc=0.5", "step 2 top5_acc=0.7", "step 3 top1_acc=0.6", "step 10 loss=2"]
+    )
+    assert [(p.name, p.step, p.value) for p in points] == [
+        ("top1_acc", 1.0, 0.5),
+        ("top5_acc", 2.0, 0.7),
+        ("top1_acc", 3.0, 0.6),
+        ("loss", 10.0, 2.0),
+    ]
+
+
+def test_a_shape_seen_as_prose_and_a_value_of_another_width() -> None:
+    parser = LineMetricsParser()
+    lines = [
+        "12:00:01 started worker 3",
+        "12:00:02 started worker 4",
+        "Epoch 3/10 loss 0.5",
+        "Epoch 3/100 loss 0.25",
+        "Epoch 12/100 loss 1e-3",
+    ]
+    points = parser.feed(lines)
+    assert [(p.name, p.step, p.value) for p in points] == [
+        ("loss", 3.0, 0.5),
+        ("loss", 3.0, 0.25),
+        ("loss", 12.0, 0.001),
+    ]

@@ -11,18 +11,19 @@ Understands, per line (and per `\\r`-separated redraw within a line):
 - printed dicts and JSON lines: transformers' `{'loss': 4.684, 'grad_norm': ..., 'epoch': 0.17}`
   (also transformers 5's string-valued `{'loss': '4.684', ...}`) and one JSON object per line.
 
-Speed matters (the parser must keep up with a log tail and read long logs at once): each line
-first meets a few substring tests, which are nearly free in CPython, and only lines that can hold
-a metric meet a compiled regex. Lines from a log are mostly noise or share one shape, so this
-keeps the average cost near plain iteration.
+Speed matters (the parser must keep up with a log tail and read long logs at once). CPython's
+regex engine costs about a tenth of a microsecond per character when a pattern starts with a
+character class, i.e. microseconds per line; substring tests and `str.split` run in C at a
+small fraction of that. So lines are classified by substring tests, split into tokens with
+`str.split`, and regexes only ever see a short token or a rare line shape.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 from runctl_tui.core.metrics.models import MetricPoint
 
@@ -30,32 +31,13 @@ _NUM = (
     r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?"
     r"|[nN]a[nN]|[iI]nf(?:inity)?)"
 )
-_KEY = r"[A-Za-z_](?:[\w./-]*\w)?"
-_PREFIXES = "train|val|valid|validation|eval|test"
-
-# (prefix, key, separator, value): `key=v`, `key: v`, `key v` (the last only on lines that look
-# like metric lines). The value may not run into a date, a time or a counter (`2024-05`, `12:00`).
-_PAIR = re.compile(
-    rf"(?<![\w./`'\"-])(?:({_PREFIXES}) )?({_KEY})(\s*=\s*|:\s*|\s+)(?:tensor\()?({_NUM})"
-    r"(?![\d.]|[-:]\d)"
-)
-# Pairs inside a progress bar's postfix: `key=v` (tqdm) or `key: v` (rich, Keras).
-_BAR_PAIR = re.compile(rf"(?<![\w./`'\"-])({_KEY})(?:=|: )\s*({_NUM})(?![\d.])")
-# `'key': 1.5`, `'key': '1.5'` (transformers 5 prints strings), `"key": 1.5`.
+_NUM_PREFIX = re.compile(_NUM)
+_KEY = re.compile(r"[A-Za-z_](?:[\w./-]*\w)?")
 _DICT_PAIR = re.compile(
     rf"""['"]([^'"]+)['"]\s*:\s*['"]?\s*(?:tensor\()?({_NUM})['"]?(?=\s*[,}})])"""
 )
 _ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()][A-Za-z0-9])")
-_TQDM = re.compile(
-    r"(?P<desc>[^\r]*?)(?::\s*)?(?:\d+%\|[^|]*\|\s*)?(?P<n>\d+)(?:/(?P<total>\d+))?(?:it)?"
-    r"\s\[(?P<meta>[^\]]*)\]"
-)
-_RICH = re.compile(
-    r"(?P<desc>.*?)\s*[━╺╸╾╼ ]*━[━╺╸╾╼ ]*\s+(?P<n>\d+)/(?P<total>\d+)\s.*?it/s\s*(?P<tail>.*)$"
-)
-_KERAS = re.compile(
-    r"^\s*(?P<n>\d+)/(?P<total>\d+|Unknown)\s.*?\d(?:s|ms|us|µs|ns)/step(?P<tail>.*)$"
-)
+_RICH_COUNTER = re.compile(r"━[━╺╸╾╼ ]*\s(\d+)/(\d+)\s")
 _KERAS_EPOCH = re.compile(r"^\s*Epoch (\d+)/(\d+)\s*$")
 _EPOCH_IN_DESC = re.compile(r"[Ee]poch[ _:=]*(\d+)")
 
@@ -82,75 +64,110 @@ EPOCH_KEYS = frozenset({"epoch", "epochs"})
 _IGNORED = frozenset({"v_num"})
 _TIME_KEYS = frozenset({"time", "timestamp", "wall_time", "walltime", "_timestamp", "ts"})
 """Wall-clock keys of a JSON line: when it was written, not a metric."""
+_PREFIXES = frozenset({"train", "val", "valid", "validation", "eval", "test"})
+"""`train loss 2.5` is `train_loss`."""
 # Words that precede a number in prose (`took 12.5 s`, `shard 3 of 100`, `using: 0 TPU cores`)
 # and never name a metric.
 _STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "at",
-        "after",
-        "before",
-        "by",
-        "for",
-        "from",
-        "in",
-        "into",
-        "is",
-        "of",
-        "on",
-        "or",
-        "the",
-        "to",
-        "was",
-        "were",
-        "with",
-        "took",
-        "saved",
-        "saving",
-        "save",
-        "load",
-        "loading",
-        "loaded",
-        "using",
-        "use",
-        "used",
-        "rank",
-        "gpu",
-        "gpus",
-        "worker",
-        "workers",
-        "pid",
-        "line",
-        "version",
-        "python",
-        "cuda",
-        "seed",
-        "shard",
-        "shards",
-        "top",
-        "batch",
-        "batches",
-        "size",
-        "files",
-        "file",
-        "process",
-        "processes",
-        "threads",
-        "thread",
-        "total",
-        "found",
-        "in_features",
-        "out_features",
-    ]
+    """a an and at after before by for from in into is of on or the to was were with took
+    saved saving save load loading loaded using use used rank gpu gpus worker workers pid
+    line version python cuda seed shard shards top batch batches size files file process
+    processes threads thread total found in_features out_features""".split()  # noqa: SIM905
 )
-_QUALIFY = ("loss", "Loss", "step", "Step", "iter", "Iter", "poch", "acc", "ppl", "lr ")
+_QUALIFY = ("loss", "step", "iter", "poch", "Loss", "Step", "Iter", "acc", "ppl", "lr ")
+_NUM_START = frozenset("0123456789-+.nNiI")
+_DIGITS = frozenset("0123456789")
+_KEY_STRIP = "|[({,;"
+_QUOTES = "`'\""
+
+
+MAX_SHAPES = 4096
+"""Line shapes remembered at most (then forgotten all at once)."""
+_SHAPE_DELETE = b"0123456789."
+_SHAPE_DELETE_CHARS = frozenset("0123456789.")
+_VALUE_START = frozenset("0123456789-+.nNiIt'\"")
+_TRAILING = ",;|)]}'\"%:"
+_METRIC, _STEP, _EPOCH = 0, 1, 2
+_UNKNOWN: Any = object()
+_new_point = tuple.__new__
+
+
+class _Plan(NamedTuple):
+    """What a line shape holds: which token (and which slice of it) is which series."""
+
+    size: int
+    """Number of whitespace-separated tokens."""
+    dict_mode: bool
+    """A printed dict or JSON line: no counted steps, `epoch` is a series."""
+    slices: tuple[tuple[int, int, int | None], ...]
+    """(token index, start, end) of each value's text."""
+    metrics: tuple[tuple[str, int], ...]
+    """(series name, index into the values) in line order."""
+    step_at: int
+    """Index of the step among the values, -1 when the line has none."""
+    epoch_at: int
+    """Index of the epoch among the values (plain lines), -1 when none."""
+    checks: tuple[tuple[int, str], ...]
+    """(token index, text it starts with) for keys whose digits the shape does not keep."""
+
+
+def _colon_number(s: str) -> bool:
+    """Whether a `word: <number>` may be in the line (not a time of day such as `12:30`)."""
+    pos = s.find(":")
+    while pos > 0:
+        after = s[pos + 1 : pos + 3].lstrip()[:1]
+        if after and after in _NUM_START and s[pos - 1] not in _DIGITS:
+            return True
+        pos = s.find(":", pos + 1)
+    return False
+
+
+def _number_span(token: str) -> tuple[float, int, int] | None:
+    """The number in a value token and where it is: `0.53,` `12.3ms` `tensor(0.7,` `'4.6',`.
+
+    Returns:
+        (value, start, end) with `token[start:end]` the number's text, or None. A number
+        running on into a date, a time or a counter (`2026-05-01`, `12:00`) is refused.
+    """
+    start = 7 if token.startswith("tensor(") else (1 if token[:1] in "'\"" else 0)
+    text = token[start:].rstrip(_TRAILING)
+    try:
+        return float(text), start, start + len(text)
+    except ValueError:
+        pass
+    match = _NUM_PREFIX.match(token, start)
+    if match is None:
+        return None
+    end = match.end()
+    rest = token[end:]
+    if rest:
+        first = rest[0]
+        if (
+            first in _DIGITS
+            or first == "."
+            or (first in "-:" and len(rest) > 1 and rest[1] in _DIGITS)
+        ):
+            return None
+    return float(match.group()), start, end
 
 
 def _qualifies(text: str) -> bool:
     """Whether a line looks like a metric line, so `key value` pairs in it count."""
-    return any(word in text for word in _QUALIFY)
+    # A plain loop: any() over a generator costs a frame per line on the hot path.
+    for word in _QUALIFY:  # noqa: SIM110
+        if word in text:
+            return True
+    return False
+
+
+def _number(token: str) -> float | None:
+    """The number a value token holds (see `_number_span`), else None."""
+    span = _number_span(token) if token else None
+    return span[0] if span is not None else None
+
+
+def _valid_key(key: str) -> bool:
+    return key.isidentifier() or _KEY.fullmatch(key) is not None
 
 
 class LineMetricsParser:
@@ -174,13 +191,13 @@ class LineMetricsParser:
             re.error: A pattern does not compile.
         """
         self._extra = [re.compile(p) for p in extra_patterns]
-        self._last: dict[str, tuple[float | None, float]] = {}
-        self._counts: dict[str, int] = {}
+        self._series: dict[str, list[Any]] = {}
         self._bar_tail: dict[str, str] = {}
         self._bar_shown: dict[str, dict[str, str]] = {}
         self._keras_epoch: int | None = None
         self._prev_kind = ""
-        self._rich_step: tuple[str, str | None, int | None] = ("0", None, None)
+        self._rich_step: tuple[float, float | None, int | None] = (0.0, None, None)
+        self._plans: dict[bytes, _Plan | None] = {}
 
     def feed(self, lines: Iterable[str]) -> list[MetricPoint]:
         """Parse lines (each may hold `\\r` redraws and ANSI codes; newline optional).
@@ -193,6 +210,12 @@ class LineMetricsParser:
         """
         out: list[MetricPoint] = []
         segment = self._segment
+        plans_get = self._plans.get
+        apply = self._apply
+        slow = self._slow
+        unknown = _UNKNOWN
+        delete = _SHAPE_DELETE
+        special = bool(self._extra)
         for line in lines:
             if "\x1b" in line:
                 line = _ANSI.sub("", line)
@@ -202,207 +225,422 @@ class LineMetricsParser:
                 for part in line.split("\r"):
                     if part:
                         segment(part, out)
-            else:
+            elif special or self._prev_kind or "it/s" in line or "/step" in line:
                 segment(line, out)
+            else:
+                # The common case, inlined (see `_segment`): the line's shape and its plan.
+                shape = line.encode("utf-8", "replace").translate(None, delete)
+                plan = plans_get(shape, unknown)
+                if plan is None:
+                    continue
+                if plan is unknown or not apply(plan, line, out):
+                    slow(line, shape, out)
+                    plans_get = self._plans.get  # `_remember` may have started a new dict
         return out
 
-    # The dispatcher: cheap substring tests first, one regex for the kind found.
+    # The dispatcher: progress bars by substring tests; every other line by its shape.
     def _segment(self, s: str, out: list[MetricPoint]) -> None:
         if self._extra:
             self._apply_extra(s, out)
-        kind = self._prev_kind
+        previous = self._prev_kind
         self._prev_kind = ""
-        head = s.lstrip()[:1]
-        if kind == "rich" and s.startswith("          ") and ": " in s:
+        if previous == "rich" and s.startswith("          ") and ": " in s:
             # Rich wraps a long postfix onto the next terminal line (`val_loss: 0.826`).
-            self._bar("rich+", s.strip(), *self._rich_step, out)
+            step, total, epoch = self._rich_step
+            self._bar("rich+", s.strip(), step, total, epoch, out, colon=True)
             self._prev_kind = "rich"
-        elif head == "{":
-            self._dict_line(s, out)
-        elif "/step" in s:
-            self._keras(s, out)
-        elif "it/s" in s or "s/it" in s:
+            return
+        if "it/s" in s:
             if "━" in s:
                 self._rich(s, out)
-            elif "[" in s:
+                return
+            if " [" in s and "]" in s:
                 self._tqdm(s, out)
+                return
+        elif "/step" in s:
+            self._keras(s, out)
+            return
+        # Lines printed by the same statement differ only in their digits: with the digits
+        # removed, the line's shape keys a plan that says which token holds which series.
+        shape = s.encode("utf-8", "replace").translate(None, _SHAPE_DELETE)
+        plan = self._plans.get(shape, _UNKNOWN)
+        if plan is None:
+            return  # a shape known to hold no metric
+        if plan is not _UNKNOWN and self._apply(plan, s, out):
+            return
+        self._slow(s, shape, out)
+
+    def _remember(self, shape: bytes, plan: _Plan | None) -> None:
+        plans = self._plans
+        if len(plans) >= MAX_SHAPES:
+            plans.clear()  # unbounded variety (hashes, paths): start over, stay bounded
+        plans[shape] = plan
+
+    def _slow(self, s: str, shape: bytes, out: list[MetricPoint]) -> None:
+        """Parse a line of a shape not seen before, and remember what its shape holds."""
+        stripped = s.lstrip()
+        if stripped[:1] == "{":
+            if "[" in s or s.count("{") > 1 or ": " not in s:
+                self._dict_line(s, out)  # nested or compact: not a token shape
+                return
+            plan = self._tokens(s, out, dict_mode=True)
+            if plan is None:
+                self._dict_line(s, out)
             else:
-                self._plain(s, out)
-        elif "=" in s or ":" in s or _qualifies(s):
-            if head == "E" and s.lstrip().startswith("Epoch "):
-                match = _KERAS_EPOCH.match(s)
-                if match:
-                    self._keras_epoch = int(match.group(1))
-                    return
-            self._plain(s, out)
+                self._remember(shape, plan)
+            return
+        if "Epoch " in s:
+            match = _KERAS_EPOCH.match(s)
+            if match:
+                self._keras_epoch = int(match.group(1))
+                return
+        if "=" in s or _qualifies(s) or _colon_number(s):
+            self._remember(shape, self._tokens(s, out, dict_mode=False))
+        else:
+            self._remember(shape, None)
 
     def _emit(
-        self, name: str, step: float | None, raw: str, out: list[MetricPoint], count: bool
+        self, name: str, step: float | None, value: float, out: list[MetricPoint], count: bool
     ) -> None:
-        value = float(raw)
-        if step is None and count:
-            step = float(self._counts.get(name, 0) + 1)
-        if step is not None:
-            last = self._last.get(name)
-            if last is not None and last[0] == step and last[1] == value:
-                return  # the same point spelled twice (a bar redraw, a repeated print)
-            self._last[name] = (step, value)
-        self._counts[name] = self._counts.get(name, 0) + 1
-        out.append(MetricPoint(name, step, value))
+        # One list per series, [points so far, last step, last value]: a single dict lookup
+        # on the hottest path of the parser.
+        state = self._series.get(name)
+        if state is None:
+            state = self._series[name] = [0, None, None]
+        if step is None:
+            if count:
+                step = float(state[0] + 1)
+        elif state[1] == step and state[2] == value:
+            return  # the same point spelled twice (a bar redraw, a repeated print)
+        state[0] += 1
+        state[1] = step
+        state[2] = value
+        out.append(_new_point(MetricPoint, (name, step, value)))
 
-    def _plain(self, s: str, out: list[MetricPoint]) -> None:
-        pairs = _PAIR.findall(s)
-        if not pairs:
+    def _finish(
+        self,
+        step: float | None,
+        epoch: float | None,
+        metrics: list[tuple[str, float]],
+        out: list[MetricPoint],
+        dict_mode: bool,
+    ) -> None:
+        if not metrics:
             return
-        qualifies = None
+        if not dict_mode:
+            if step is None:
+                step = epoch
+            elif epoch is not None:
+                metrics.append(("epoch", epoch))
+        emit = self._emit
+        for name, value in metrics:
+            emit(name, step, value, out, not dict_mode)
+
+    def _apply(self, plan: _Plan, s: str, out: list[MetricPoint]) -> bool:
+        """Parse a line with its shape's plan; False when the line does not fit it after all."""
+        tokens = s.split()
+        if len(tokens) != plan.size:
+            return False
+        for index, prefix in plan.checks:
+            if not tokens[index].startswith(prefix):
+                return False
+        try:
+            values = [float(tokens[index][begin:end]) for index, begin, end in plan.slices]
+        except ValueError:
+            return False
         step: float | None = None
         epoch: float | None = None
-        metrics: list[tuple[str, str]] = []
-        for prefix, key, sep, value in pairs:
-            lower = key.lower()
-            if lower in _STOPWORDS:
-                continue
-            if sep[:1] not in ("=", ":"):
-                if qualifies is None:
-                    qualifies = _qualifies(s)
-                if not qualifies:
-                    continue
-            if lower in STEP_KEYS and not prefix:
-                if step is None:
-                    step = float(value)
-            elif lower in EPOCH_KEYS and not prefix:
-                if epoch is None:
-                    epoch = float(value)
-            elif key not in _IGNORED:
-                metrics.append((f"{prefix}_{key}" if prefix else key, value))
-        if step is None and epoch is not None:
+        if plan.step_at >= 0:
+            step = values[plan.step_at]
+        if plan.epoch_at >= 0:
+            epoch = values[plan.epoch_at]
+        if step is None and not plan.dict_mode:
             step = epoch
-        elif epoch is not None:
-            metrics.append(("epoch", repr(epoch)))
-        for name, value in metrics:
-            self._emit(name, step, value, out, True)
+        count = not plan.dict_mode
+        emit = self._emit
+        for name, at in plan.metrics:
+            emit(name, step, values[at], out, count)
+        if epoch is not None and plan.epoch_at >= 0 and plan.step_at >= 0:
+            emit("epoch", step, epoch, out, count)
+        return True
+
+    def _tokens(self, s: str, out: list[MetricPoint], *, dict_mode: bool) -> _Plan | None:
+        """Parse `key=value`, `key: value`, `key value` tokens; return the line's plan.
+
+        Returns:
+            The plan (which token holds which series), or None when the line has no metric.
+        """
+        tokens = s.split()
+        size = len(tokens)
+        qualifies: bool | None = None
+        step: float | None = None
+        epoch: float | None = None
+        metrics: list[tuple[str, float]] = []
+        entries: list[tuple[int, int, int | None, str, int]] = []
+        checks: list[tuple[int, str]] = []
+        i = 0
+        while i < size:
+            token = tokens[i]
+            i += 1
+            key_index = i - 1
+            offset = 0
+            eq = -1 if dict_mode else token.find("=")
+            if eq >= 0:
+                key = token[:eq]
+                raw = token[eq + 1 :]
+                offset = eq + 1
+                if not raw and i < size:
+                    raw = tokens[i]
+                    offset = 0
+                    i += 1
+                if not key and eq == 0 and len(token) == 1 and i >= 3:  # `loss = 0.5`
+                    key_index = i - 3
+                    key = tokens[key_index]
+            elif token[-1] == ":" and len(token) > 1:
+                if i >= size or tokens[i][0] not in _VALUE_START:
+                    continue
+                key = token[:-1]
+                raw = tokens[i]
+                i += 1
+            elif dict_mode:
+                continue
+            else:
+                colon = token.find(":")
+                if 0 < colon < len(token) - 1 and token[colon + 1] in _VALUE_START:
+                    key = token[:colon]
+                    raw = token[colon + 1 :]
+                    offset = colon + 1
+                elif i < size and tokens[i][0] in _VALUE_START:
+                    if qualifies is None:
+                        qualifies = _qualifies(s)
+                    if not qualifies:
+                        continue
+                    key = token
+                    raw = tokens[i]
+                    i += 1
+                else:
+                    continue
+            value_index = i - 1
+            if dict_mode:
+                key = key.lstrip("{").strip("'\"")
+            else:
+                key = key.lstrip(_KEY_STRIP)
+                if not key or key[0] in _QUOTES:  # `code` in prose
+                    continue
+            if not key or not _valid_key(key):
+                continue
+            span = _number_span(raw)
+            if span is None:
+                continue
+            value, begin, end = span
+            lower = key.lower()
+            if key in _IGNORED or (not dict_mode and lower in _STOPWORDS):
+                continue
+            role = _METRIC
+            if lower in STEP_KEYS:
+                role = _STEP
+            elif dict_mode and lower in _TIME_KEYS:
+                continue
+            elif not dict_mode and lower in EPOCH_KEYS:
+                role = _EPOCH
+            elif not dict_mode:
+                back = key_index - 1
+                if back >= 0 and tokens[back] in _PREFIXES:
+                    key = f"{tokens[back]}_{key}"
+            if role == _STEP:
+                if step is not None:
+                    continue
+                step = value
+            elif role == _EPOCH:
+                if epoch is not None:
+                    continue
+                epoch = value
+            else:
+                metrics.append((key, value))
+            entries.append(
+                (value_index, offset + begin, end - len(raw) if end < len(raw) else None, key, role)
+            )
+            key_token = tokens[key_index]
+            if not _SHAPE_DELETE_CHARS.isdisjoint(key_token):
+                # The shape lost this key's digits (`top5_acc`): check them on every line.
+                prefix = key_token if key_index != value_index else token[:offset]
+                checks.append((key_index, prefix))
+        if not metrics and step is None:
+            return None
+        self._finish(step, epoch, metrics, out, dict_mode)
+        roles = [entry[4] for entry in entries]
+        return _Plan(
+            size,
+            dict_mode,
+            tuple((index, begin, end) for index, begin, end, _, _ in entries),
+            tuple((entry[3], at) for at, entry in enumerate(entries) if entry[4] == _METRIC),
+            roles.index(_STEP) if _STEP in roles else -1,
+            roles.index(_EPOCH) if _EPOCH in roles else -1,
+            tuple(checks),
+        )
 
     def _dict_line(self, s: str, out: list[MetricPoint]) -> None:
         stripped = s.strip()
-        pairs: list[tuple[str, str]]
+        pairs: list[tuple[str, float]] = []
         if stripped.startswith('{"'):
             try:
                 data = json.loads(stripped)
             except ValueError:
-                pairs = _DICT_PAIR.findall(stripped)
-            else:
-                if not isinstance(data, dict):
-                    return
-                pairs = []
+                data = None
+            if isinstance(data, dict):
                 _flatten(data, "", pairs)
+            else:
+                pairs = [(k, float(v)) for k, v in _DICT_PAIR.findall(stripped)]
         else:
-            pairs = _DICT_PAIR.findall(stripped)
+            pairs = [(k, float(v)) for k, v in _DICT_PAIR.findall(stripped)]
         step: float | None = None
-        metrics: list[tuple[str, str]] = []
+        metrics: list[tuple[str, float]] = []
         for key, value in pairs:
             lower = key.lower()
             if lower in STEP_KEYS:
                 if step is None:
-                    step = float(value)
+                    step = value
             elif lower not in _TIME_KEYS:
                 metrics.append((key, value))
-        for name, value in metrics:
-            self._emit(name, step, value, out, False)
+        self._finish(step, None, metrics, out, True)
 
     def _bar(
         self,
         kind: str,
         tail: str,
-        n: str,
-        total: str | None,
+        step: float,
+        total: float | None,
         epoch: int | None,
         out: list[MetricPoint],
+        *,
+        colon: bool,
     ) -> None:
-        if self._bar_tail.get(kind) == tail:
-            return  # a redraw (time, rate, bar) with no new value
-        self._bar_tail[kind] = tail
-        pairs = _BAR_PAIR.findall(tail)
-        if not pairs:
-            return
+        if epoch is not None and total:
+            step = epoch * total + step
+        pairs: list[tuple[str, str]] = []
+        if colon:  # `loss: 0.5 - val_loss: 0.6` (Keras) or `v_num: 0 train_loss: 1.4` (rich)
+            tokens = tail.replace(" - ", " ").split()
+            for index in range(len(tokens) - 1):
+                token = tokens[index]
+                if token[-1] == ":":
+                    pairs.append((token[:-1], tokens[index + 1]))
+        else:  # tqdm: `v_num=0, train_loss=1.41`
+            for item in tail.split(", "):
+                key, sep, raw = item.partition("=")
+                if sep:
+                    pairs.append((key.strip(), raw))
         # A postfix keeps showing a value until it changes (Lightning shows val_loss beside
         # every later train_loss): only a changed text is a new value.
         shown = self._bar_shown.setdefault(kind, {})
-        count = int(n)
-        if epoch is not None and total and total.isdigit():
-            step = float(epoch * int(total) + count)
-        else:
-            step = float(count)
-        for key, value in pairs:
-            if key not in _IGNORED and shown.get(key) != value:
-                shown[key] = value
+        for key, raw in pairs:
+            if key in _IGNORED or shown.get(key) == raw or not _valid_key(key):
+                continue
+            shown[key] = raw
+            value = _number(raw)
+            if value is not None:
                 self._emit(key, step, value, out, False)
 
     def _tqdm(self, s: str, out: list[MetricPoint]) -> None:
-        match = _TQDM.search(s)
-        if match is None:
-            self._plain(s, out)
+        start = s.rfind(" [")
+        end = s.find("]", start)
+        if start < 0 or end < 0:
+            self._tokens(s, out, dict_mode=False)
             return
-        meta = match.group("meta").split(", ", 2)
-        tail = meta[2] if len(meta) > 2 else ""
-        desc = match.group("desc")
+        parts = s[start + 2 : end].split(", ", 2)
+        tail = parts[2] if len(parts) > 2 else ""
+        if self._bar_tail.get("tqdm") == tail:
+            return  # a redraw (time, rate, bar) with no new value
+        self._bar_tail["tqdm"] = tail
+        if not tail:
+            return
+        head = s[:start]
+        counter = head.rsplit(None, 1)[-1] if head.strip() else ""
+        done, _, total = counter.partition("/")
+        if done.endswith("it"):
+            done = done[:-2]
+        if not done.isdigit():
+            return
+        desc_end = head.find("|")
+        desc = head[:desc_end] if desc_end >= 0 else head
         epoch_match = _EPOCH_IN_DESC.search(desc) if "poch" in desc else None
         epoch = int(epoch_match.group(1)) if epoch_match else None
-        self._bar("tqdm", tail, match.group("n"), match.group("total"), epoch, out)
+        self._bar(
+            "tqdm",
+            tail,
+            float(done),
+            float(total) if total.isdigit() else None,
+            epoch,
+            out,
+            colon=False,
+        )
 
     def _rich(self, s: str, out: list[MetricPoint]) -> None:
-        match = _RICH.match(s)
+        rate = s.find("it/s")
+        tail = s[rate + 4 :].strip()
+        match = _RICH_COUNTER.search(s, 0, rate)
         if match is None:
             return
-        desc = match.group("desc")
-        epoch_match = _EPOCH_IN_DESC.search(desc) if "poch" in desc else None
+        head = s[: match.start()]
+        epoch_match = _EPOCH_IN_DESC.search(head) if "poch" in head else None
         epoch = int(epoch_match.group(1)) if epoch_match else None
-        self._rich_step = (match.group("n"), match.group("total"), epoch)
+        total = float(match.group(2))
+        self._rich_step = (float(match.group(1)), total, epoch)
         self._prev_kind = "rich"
-        self._bar("rich", match.group("tail"), match.group("n"), match.group("total"), epoch, out)
+        if self._bar_tail.get("rich") == tail:
+            return
+        self._bar_tail["rich"] = tail
+        self._bar("rich", tail, float(match.group(1)), total, epoch, out, colon=True)
 
     def _keras(self, s: str, out: list[MetricPoint]) -> None:
-        match = _KERAS.match(s)
-        if match is None:
-            self._plain(s, out)
+        mark = s.find("/step")
+        tail = s[mark + 5 :]
+        if self._bar_tail.get("keras") == tail:
             return
+        counter = s.split(None, 1)[0] if s.strip() else ""
+        done, slash, total = counter.partition("/")
+        if not slash or not done.isdigit():
+            self._tokens(s, out, dict_mode=False)
+            return
+        self._bar_tail["keras"] = tail
         # Keras numbers epochs from 1 in its `Epoch 3/10` header.
         epoch = self._keras_epoch - 1 if self._keras_epoch is not None else None
-        self._bar("keras", match.group("tail"), match.group("n"), match.group("total"), epoch, out)
+        self._bar(
+            "keras",
+            tail,
+            float(done),
+            float(total) if total.isdigit() else None,
+            epoch,
+            out,
+            colon=True,
+        )
 
     def _apply_extra(self, s: str, out: list[MetricPoint]) -> None:
         for pattern in self._extra:
             for match in pattern.finditer(s):
                 groups = match.groupdict()
                 raw_step = groups.get("step")
-                step = _to_float(raw_step) if raw_step else None
-                if groups.get("name") and groups.get("value"):
-                    self._emit_checked(str(groups["name"]), step, str(groups["value"]), out)
-                for key, raw in groups.items():
-                    if key not in ("name", "value", "step") and raw is not None:
-                        self._emit_checked(key, step, raw, out)
-
-    def _emit_checked(
-        self, name: str, step: float | None, raw: str, out: list[MetricPoint]
-    ) -> None:
-        if _to_float(raw) is not None:
-            self._emit(name, step, raw, out, True)
-
-
-def _to_float(raw: str) -> float | None:
-    try:
-        return float(raw)
-    except ValueError:
-        return None
+                step = _number(raw_step) if raw_step else None
+                name = groups.get("name")
+                raw = groups.get("value")
+                if name and raw:
+                    value = _number(raw)
+                    if value is not None:
+                        self._emit(name, step, value, out, True)
+                for key, text in groups.items():
+                    if key not in ("name", "value", "step") and text is not None:
+                        value = _number(text)
+                        if value is not None:
+                            self._emit(key, step, value, out, True)
 
 
-def _flatten(data: dict[str, object], prefix: str, pairs: list[tuple[str, str]]) -> None:
-    """Numeric leaves of a JSON object as (name, text) pairs; nested keys joined with `/`."""
+def _flatten(data: dict[str, object], prefix: str, pairs: list[tuple[str, float]]) -> None:
+    """Numeric leaves of a JSON object as (name, value) pairs; nested keys joined with `/`."""
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, bool) or value is None:
             continue
         if isinstance(value, (int, float)):
-            pairs.append((name, repr(float(value))))
+            pairs.append((name, float(value)))
         elif isinstance(value, dict):
             _flatten(value, f"{name}/", pairs)
 
@@ -410,8 +648,3 @@ def _flatten(data: dict[str, object], prefix: str, pairs: list[tuple[str, str]])
 def parse_lines(lines: Iterable[str], extra_patterns: Sequence[str] = ()) -> list[MetricPoint]:
     """Parse a whole log at once (see `LineMetricsParser.feed`)."""
     return LineMetricsParser(extra_patterns).feed(lines)
-
-
-def is_finite(value: float) -> bool:
-    """Whether a value is neither NaN nor infinite."""
-    return math.isfinite(value)

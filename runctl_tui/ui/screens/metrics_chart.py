@@ -54,6 +54,8 @@ def render_chart(
     # scribble over the Textual screen: capture them (this only runs on the UI thread).
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        # Size the plot to the widget, not to the terminal plotext would measure.
+        plotext.terminal.limit(False, False)
         fig = plotext.figure
         fig.clear()
         fig.plot_size(max(width, 20), max(height, 6))
@@ -133,7 +135,8 @@ class MetricsChartScreen(ModalScreen[None]):
             )
 
     def on_mount(self) -> None:
-        self._draw()
+        # The chart's size is known once the dialog is laid out.
+        self.call_after_refresh(self._draw)
 
     def on_resize(self, event: Resize) -> None:
         self._draw()
