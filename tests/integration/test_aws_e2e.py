@@ -274,6 +274,7 @@ def test_spot_training_interruption_resume_and_teardown(
 
     # A checkpoint reaches S3 while training runs.
     wait_for(lambda: _keys("runs/exp1/checkpoints/ckpt-"), what="a checkpoint in S3")
+    wait_for(lambda: (log_path.parent / "s3_sync.json").exists(), what="the upload record")
 
     code, out, err = cli("aws", "monitor", run_id, "--lines", "0")
     assert code == 0, err
