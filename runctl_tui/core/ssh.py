@@ -50,6 +50,9 @@ SYNC_EXCLUDES = (".git/", ".venv/", "__pycache__/", "runs/", "checkpoints/")
 ProgressCallback = Callable[[int, int], None]
 """Called as `progress(bytes_done, total_bytes)` during a transfer."""
 
+_DOWNLOAD_BLOCK = 8 * 1024 * 1024
+"""Bytes asked for per SFTP read (asyncssh splits it into parallel requests)."""
+
 _known_hosts_lock = threading.Lock()
 
 
@@ -505,7 +508,9 @@ class SshSession:
         """Copy a remote file or directory (recursively) to `local_path` over SFTP.
 
         Each file is written to `<name>.part` and renamed when complete, so an interrupted
-        download never leaves a file that looks whole.
+        download never leaves a file that looks whole; downloading again resumes a `.part`
+        where it stopped when the remote file is unchanged (same size and mtime, kept in
+        `<name>.part-info`), else starts it over.
 
         Args:
             remote_path: File or directory on the machine.
@@ -513,7 +518,7 @@ class SshSession:
             progress: Called with `(bytes_done, total_bytes)` over the whole download.
 
         Returns:
-            Bytes downloaded.
+            Bytes of the downloaded file(s).
         """
         import asyncssh
 
@@ -527,7 +532,7 @@ class SshSession:
             ) from exc
         except (OSError, asyncssh.Error) as exc:
             raise BackendError(f"Cannot read {remote_path}: {_reason(exc)}.") from exc
-        plan: list[tuple[str, Path, int]] = []
+        plan: list[tuple[str, Path, int, int]] = []
         if attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
             for entry in await self.list_files(source):
                 rel = entry.path[len(source.rstrip("/")) + 1 :]
@@ -535,42 +540,76 @@ class SshSession:
                 if entry.is_dir:
                     target.mkdir(parents=True, exist_ok=True)
                 elif entry.link_target is None:
-                    plan.append((entry.path, target, entry.size))
+                    plan.append((entry.path, target, entry.size, int(entry.mtime)))
             local_path.mkdir(parents=True, exist_ok=True)
         else:
-            plan.append((source, local_path, attrs.size or 0))
-        total = sum(size for _, _, size in plan)
+            plan.append((source, local_path, attrs.size or 0, int(attrs.mtime or 0)))
+        total = sum(item[2] for item in plan)
         done = 0
         if progress:
             progress(0, total)
-        for remote, local, size in plan:
-            local.parent.mkdir(parents=True, exist_ok=True)
-            part = local.with_name(local.name + ".part")
+        for remote, local, size, mtime in plan:
             base = done
 
-            def handler(_src: bytes, _dst: bytes, got: int, _total: int, base: int = base) -> None:
+            def report(got: int, base: int = base) -> None:
                 if progress:
                     progress(base + got, total)
 
             try:
-                await sftp.get(remote, str(part), preserve=True, progress_handler=handler)
+                done += await self._fetch(sftp, remote, local, size, mtime, report)
             except (OSError, asyncssh.Error) as exc:
-                part.unlink(missing_ok=True)
                 raise BackendError(
-                    f"Downloading {remote} from {_describe(self.endpoint)} failed: {_reason(exc)}."
+                    f"Downloading {remote} from {_describe(self.endpoint)} failed: "
+                    f"{_reason(exc)}; download it again to resume."
                 ) from exc
-            got = part.stat().st_size
-            if got != size:
-                part.unlink(missing_ok=True)
-                raise BackendError(
-                    f"{remote} changed while it was downloaded ({size} bytes listed, {got} "
-                    "received); download it again once the run has finished writing it."
-                )
-            part.replace(local)
-            done += got
-        if progress:
-            progress(done, total)
         return done
+
+    async def _fetch(
+        self,
+        sftp: asyncssh.SFTPClient,
+        remote: str,
+        local: Path,
+        size: int,
+        mtime: int,
+        report: Callable[[int], None],
+    ) -> int:
+        """Download one file through `<name>.part`, resuming a matching earlier attempt."""
+        local.parent.mkdir(parents=True, exist_ok=True)
+        part = local.with_name(local.name + ".part")
+        info = local.with_name(local.name + ".part-info")
+        stamp = f"{size} {mtime}\n"
+        offset = 0
+        try:
+            if info.read_text() == stamp and part.stat().st_size <= size:
+                offset = part.stat().st_size
+        except OSError:
+            offset = 0
+        if offset == 0:
+            info.write_text(stamp)
+        report(offset)
+        async with sftp.open(remote, "rb") as source:
+            with part.open("r+b" if offset else "wb") as out:
+                out.seek(offset)
+                position = offset
+                while position < size:
+                    data: bytes = await source.read(min(_DOWNLOAD_BLOCK, size - position), position)
+                    if not data:
+                        break
+                    await asyncio.to_thread(out.write, data)
+                    position += len(data)
+                    report(position)
+        got = part.stat().st_size
+        if got != size:
+            part.unlink(missing_ok=True)
+            info.unlink(missing_ok=True)
+            raise BackendError(
+                f"{remote} changed while it was downloaded ({size} bytes listed, {got} "
+                "received); download it again once the run has finished writing it."
+            )
+        os.utime(part, (mtime, mtime))
+        part.replace(local)
+        info.unlink(missing_ok=True)
+        return got
 
     async def upload(
         self, local_path: Path, remote_path: str, progress: ProgressCallback | None = None

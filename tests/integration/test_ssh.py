@@ -166,6 +166,49 @@ async def test_download_file_and_directory_with_progress(
         assert (tmp_path / "up" / "deep" / "big.bin").read_bytes() == big.read_bytes()
 
 
+class _Dropped(Exception):
+    pass
+
+
+async def test_an_interrupted_download_resumes_where_it_stopped(
+    sshd_server: SshServer, tmp_path: Path
+) -> None:
+    remote = tmp_path / "remote" / "model.ckpt"
+    remote.parent.mkdir()
+    remote.write_bytes(os.urandom(20 * 1024 * 1024))
+    local = tmp_path / "local" / "model.ckpt"
+
+    def drop_midway(done: int, total: int) -> None:
+        if done >= 8 * 1024 * 1024:
+            raise _Dropped  # as a dropped connection would, after the first block landed
+
+    seen: list[tuple[int, int]] = []
+    async with await SshSession.connect(sshd_server.endpoint) as session:
+        with pytest.raises(_Dropped):
+            await session.download(str(remote), local, drop_midway)
+        assert not local.exists()
+        kept = (tmp_path / "local" / "model.ckpt.part").stat().st_size
+        assert kept >= 8 * 1024 * 1024
+
+        await session.download(str(remote), local, lambda d, t: seen.append((d, t)))
+        assert local.read_bytes() == remote.read_bytes()
+        assert seen[1] == (kept, remote.stat().st_size), "resumed from the partial file"
+        assert int(local.stat().st_mtime) == int(remote.stat().st_mtime)
+        assert sorted(p.name for p in local.parent.iterdir()) == ["model.ckpt"]
+
+        # A partial download of an older version of the file is started over, not resumed.
+        with pytest.raises(_Dropped):
+            await session.download(str(remote), tmp_path / "again.ckpt", drop_midway)
+        remote.write_bytes(os.urandom(20 * 1024 * 1024))
+        os.utime(remote, (remote.stat().st_mtime + 5,) * 2)
+        seen.clear()
+        await session.download(
+            str(remote), tmp_path / "again.ckpt", lambda d, t: seen.append((d, t))
+        )
+        assert (tmp_path / "again.ckpt").read_bytes() == remote.read_bytes()
+        assert seen[1][0] == 0
+
+
 def _make_project(root: Path, *, git: bool) -> None:
     (root / "src").mkdir(parents=True)
     (root / "train.py").write_text("print('train')\n")
