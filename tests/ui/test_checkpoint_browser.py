@@ -224,10 +224,13 @@ async def test_remote_directory_is_polled_and_growth_marked() -> None:
 
     sizes = {"epoch=0-step=10.ckpt": 100, "epoch=1-step=20.ckpt": 100}
     calls = 0
+    growing: list[str] = []
 
     async def lister() -> list[Any]:
         nonlocal calls
         calls += 1
+        for name in growing:  # a run still writing: bigger at every look
+            sizes[name] += 10
         files = [
             FileFact(f"/workspace/ckpt/{n}", s, NOW - 60, False, None) for n, s in sizes.items()
         ]
@@ -243,9 +246,10 @@ async def test_remote_directory_is_polled_and_growth_marked() -> None:
         )
         sizes["epoch=2-step=30.ckpt"] = 10
         await until(pilot, lambda: len(browser.entries) == 3)
-        sizes["epoch=2-step=30.ckpt"] = 50
+        growing.append("epoch=2-step=30.ckpt")
         key = "/workspace/ckpt/epoch=2-step=30.ckpt"
         await until(pilot, lambda: row_text(browser, key)[-1] == "writing…")
+        growing.clear()  # the write finished: the next look drops the mark
         await until(pilot, lambda: row_text(browser, key)[-1] != "writing…")
         # Remote rows are not read (no download): the details say where the checkpoint lives.
         assert "· on ssh · /workspace/ckpt/" in details_text(browser)
