@@ -140,9 +140,14 @@ async def test_new_checkpoint_appears_and_growing_one_is_marked_writing(ckpts: P
             handle.write(b"PK\x03\x04" + b"\0" * 1000)
             handle.flush()
             await until(pilot, lambda: any(e.path == str(new) for e in browser.entries))
-            handle.write(b"\0" * 5000)
-            handle.flush()
-            await until(pilot, lambda: row_text(browser, str(new))[-1] == "writing…")
+
+            def still_writing() -> bool:
+                # Keep the file growing until the pane has seen it grow (no timing race).
+                handle.write(b"\0" * 100)
+                handle.flush()
+                return row_text(browser, str(new))[-1] == "writing…"
+
+            await until(pilot, still_writing)
         # Finished: the next look sees the same size and drops the mark by itself.
         await until(pilot, lambda: row_text(browser, str(new))[-1] != "writing…")
 
