@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import os
@@ -51,7 +52,7 @@ ProgressCallback = Callable[[int, int], None]
 """Called as `progress(bytes_done, total_bytes)` during a transfer."""
 
 _DOWNLOAD_BLOCK = 8 * 1024 * 1024
-"""Bytes asked for per SFTP read (asyncssh splits it into parallel requests)."""
+"""Bytes per SFTP read or write call (asyncssh splits it into parallel requests)."""
 
 _known_hosts_lock = threading.Lock()
 
@@ -628,24 +629,19 @@ class SshSession:
 
         sftp = await self.sftp()
         target = await self.resolve_path(remote_path)
-        size = local_path.stat().st_size
 
-        def handler(_src: bytes, _dst: bytes, got: int, total: int) -> None:
+        def report(got: int, total: int) -> None:
             if progress:
                 progress(got, total)
 
         try:
-            parent = str(PurePosixPath(target).parent)
-            await sftp.makedirs(parent, exist_ok=True)
-            await sftp.put(str(local_path), target, preserve=True, progress_handler=handler)
+            await sftp.makedirs(str(PurePosixPath(target).parent), exist_ok=True)
+            return await _put_file(sftp, local_path, target, report)
         except (OSError, asyncssh.Error) as exc:
             raise BackendError(
                 f"Uploading {local_path} to {_describe(self.endpoint)}:{remote_path} failed: "
                 f"{_reason(exc)}."
             ) from exc
-        if progress:
-            progress(size, size)
-        return size
 
     async def has_rsync(self) -> bool:
         """Whether rsync is on the remote PATH (cached)."""
@@ -804,7 +800,7 @@ class SshSession:
                 if parent not in made_dirs:
                     await sftp.makedirs(parent, exist_ok=True)
                     made_dirs.add(parent)
-                await sftp.put(str(source), target, preserve=True)
+                await _put_file(sftp, source, target, None)
             except (OSError, asyncssh.Error) as exc:
                 raise BackendError(
                     f"SFTP upload of {rel} to {_describe(self.endpoint)} failed: {_reason(exc)}."
@@ -812,6 +808,43 @@ class SshSession:
             sent += 1
             sent_bytes += info.st_size
         return SyncReport(files_sent=sent, bytes_sent=sent_bytes, method="sftp")
+
+
+async def _put_file(
+    sftp: asyncssh.SFTPClient,
+    local: Path,
+    target: str,
+    report: Callable[[int, int], None] | None,
+) -> int:
+    """Upload through `<target>.part` (created 0600) renamed over `target` when complete.
+
+    Nobody sees a half-written file, and a secret file is never readable by others on the
+    way; the local file's permission bits and mtime are applied before the rename.
+    """
+    import asyncssh
+
+    info = local.stat()
+    part = target + ".part"
+    done = 0
+    if report:
+        report(0, info.st_size)
+    attrs = asyncssh.SFTPAttrs(permissions=0o600)
+    async with sftp.open(part, "wb", attrs) as out:
+        with local.open("rb") as source:
+            while block := await asyncio.to_thread(source.read, _DOWNLOAD_BLOCK):
+                await out.write(block, done)
+                done += len(block)
+                if report:
+                    report(done, info.st_size)
+    await sftp.chmod(part, stat.S_IMODE(info.st_mode))
+    await sftp.utime(part, (info.st_atime, info.st_mtime))
+    try:
+        await sftp.posix_rename(part, target)
+    except asyncssh.SFTPOpUnsupported:
+        with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+            await sftp.remove(target)
+        await sftp.rename(part, target)
+    return done
 
 
 def project_files(local_dir: Path) -> list[str]:

@@ -161,9 +161,22 @@ async def test_download_file_and_directory_with_progress(
         with pytest.raises(NotFoundError):
             await session.download(str(root / "nope"), tmp_path / "nope")
 
-        sent = await session.upload(big, str(tmp_path / "up" / "deep" / "big.bin"))
+        big.chmod(0o640)
+        seen.clear()
+        target = tmp_path / "up" / "deep" / "big.bin"
+        sent = await session.upload(big, str(target), lambda d, t: seen.append((d, t)))
         assert sent == 300_000
-        assert (tmp_path / "up" / "deep" / "big.bin").read_bytes() == big.read_bytes()
+        assert target.read_bytes() == big.read_bytes()
+        assert seen[-1] == (300_000, 300_000)
+        assert oct(target.stat().st_mode & 0o777) == "0o640"
+        assert int(target.stat().st_mtime) == int(big.stat().st_mtime)
+        secret = tmp_path / "agent.env"
+        secret.write_text("TOKEN=x\n")
+        secret.chmod(0o600)
+        await session.upload(secret, str(target))  # replaces the file in one rename
+        assert target.read_text() == "TOKEN=x\n"
+        assert oct(target.stat().st_mode & 0o777) == "0o600"
+        assert sorted(p.name for p in target.parent.iterdir()) == ["big.bin"]
 
 
 class _Dropped(Exception):
