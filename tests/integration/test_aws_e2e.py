@@ -373,6 +373,9 @@ def test_spot_training_interruption_resume_and_teardown(
     assert logs, "runctl wrote no log"
     agent_logs = [p.read_text() for p in remote.rglob("*.log") if p.name != "train.log"]
     assert agent_logs
+    # forward_credentials put them in a private file on the instance, and only there.
+    env_files = list((remote / ".runctl" / "env").glob("*.env"))
+    assert env_files and all(f.stat().st_mode & 0o077 == 0 for f in env_files)
     for text in cli.transcript + logs + agent_logs:
         assert FAKE_ACCESS_KEY_ID not in text
         assert FAKE_SECRET_ACCESS_KEY not in text
