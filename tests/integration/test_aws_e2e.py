@@ -124,6 +124,12 @@ def world(
     project = tmp_path / "project"
     project.mkdir()
     (project / "train.py").write_text(TRAIN)
+    (project / "quick.py").write_text(
+        "import os, sys\nfrom pathlib import Path\n"
+        "print('quick run with', sys.argv[1:], flush=True)\n"
+        "ckpt = Path(os.environ['RUNCTL_CHECKPOINT_DIR']); ckpt.mkdir(parents=True, exist_ok=True)\n"
+        "(ckpt / 'ckpt-00001.pt').write_text('w')\nprint('saved ckpt-00001.pt', flush=True)\n"
+    )
     (project / "idle.py").write_text(
         "import sys, time\nprint(sys.argv[1:], flush=True)\ntime.sleep(120)\n"
     )
@@ -179,7 +185,7 @@ def _instance_count() -> int:
     return sum(len(r["Instances"]) for r in ec2.describe_instances()["Reservations"])
 
 
-def test_spot_refused_asks_refuses_or_falls_back(
+def test_spot_refused_then_on_demand_training_in_the_foreground(
     world: dict[str, Any], no_spot_capacity: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cli = Cli(capsys)
@@ -222,6 +228,16 @@ def test_spot_refused_asks_refuses_or_falls_back(
     assert g5["spot_per_hour"] == 0.00001 and g5["spot_is_estimate"] is False
     code, out, _ = cli("aws", "prices")
     assert code == 0 and "ON-DEMAND (est.)" in out and "overridden by" in out
+
+    # Train in the foreground (the log is followed to the end) without --output-s3 ...
+    code, out, err = cli("aws", "train", machine["id"], "quick.py", "a b")
+    assert code == 0, err
+    assert "quick run with ['a b']" in out and "saved ckpt-00001.pt" in out
+    assert f"succeeded on {machine['id']}" in out
+    # ... so terminating warns that the checkpoint exists only on the instance.
+    code, out, err = cli("aws", "terminate", machine["id"], "--yes")
+    assert code == 0, err
+    assert "started without --output-s3" in err and "ckpt-00001.pt" in err
     for text in cli.transcript:
         assert FAKE_SECRET_ACCESS_KEY not in text and FAKE_ACCESS_KEY_ID not in text
 
