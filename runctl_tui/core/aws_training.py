@@ -17,13 +17,11 @@ of the same type and resumes the same logical run from its newest checkpoint in 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 import os
 import posixpath
 import shlex
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -164,18 +162,15 @@ async def _active_runs_on(
 
 
 async def _write_env_file(session: Any, remote_path: str, env: dict[str, str]) -> None:
-    """Send KEY=VALUE lines to a 0600 file on the instance over SFTP (never a command line)."""
-    paths.ensure_dir(paths.state_dir())
-    fd, local = tempfile.mkstemp(prefix="agent-env-", dir=paths.state_dir())
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.writelines(f"{key}={value}\n" for key, value in env.items())
-        os.chmod(local, 0o600)
-        await session.upload(Path(local), remote_path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(local)
-    await session.run(f"chmod 600 {_q(remote_path)}", timeout=30, check=True)
+    """Write KEY=VALUE lines to a 0600 file on the instance, sent on stdin (never argv)."""
+    text = "".join(f"{key}={value}\n" for key, value in env.items())
+    await session.run(
+        f"umask 077 && mkdir -p {_q(posixpath.dirname(remote_path))} && "
+        f"cat > {_q(remote_path)} && chmod 600 {_q(remote_path)}",
+        timeout=60,
+        check=True,
+        input=text,
+    )
 
 
 async def _check_agent_python(session: Any, python: str) -> None:
@@ -279,7 +274,6 @@ async def start_training(
             if os.environ.get("RUNCTL_IMDS_URL"):
                 # Development and tests: a metadata server other than the link-local one.
                 agent_env["RUNCTL_IMDS_URL"] = os.environ["RUNCTL_IMDS_URL"]
-            await session.run(f"mkdir -p {_q(posixpath.dirname(env_file))}", timeout=30)
             await _write_env_file(session, env_file, agent_env)
         if data_s3 or output_s3 or resume_checkpoint:
             await _check_agent_python(session, python)
