@@ -13,7 +13,7 @@ import pytest
 from runctl_tui.cli import main
 from runctl_tui.core.metrics.detectors import check_divergence, check_nonfinite, check_stall
 from runctl_tui.core.metrics.models import Series
-from runctl_tui.core.metrics.smoothing import debiased_ema
+from runctl_tui.core.metrics.smoothing import EmaSmoother, debiased_ema
 from runctl_tui.core.metrics.tracker import MetricsTracker
 
 SAMPLES = Path(__file__).parent.parent / "data" / "metrics"
@@ -187,3 +187,17 @@ def test_cli_event_file_in_a_subprocess() -> None:
     series = json.loads(result.stdout)["series"]
     assert list(series) == ["train/loss", "train/lr", "val/loss"]
     assert series["val/loss"][0][0] == 9
+
+
+def test_incremental_smoother_matches_the_whole_series_formula() -> None:
+    values = [3.0, 3.0, 2.5, math.nan, 2.0, 2.2, 1.9, math.inf, 1.5] * 5
+    for weight in (0.0, 0.3, 0.6, 0.95, 1.0):
+        smoother = EmaSmoother(weight)
+        for start in range(0, len(values), 4):
+            smoother.extend(values[start : start + 4])
+        expected = debiased_ema(values, weight)
+        for got, want in zip(smoother.smoothed, expected, strict=True):
+            assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want, rel=1e-12)
+    flat = EmaSmoother(0.9)
+    flat.extend([2.0, 2.0])
+    assert flat.smoothed == [2.0, 2.0]

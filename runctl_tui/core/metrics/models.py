@@ -74,18 +74,25 @@ class Series:
         return list(zip(self.steps, self.values, strict=False))
 
     def x_values(self) -> list[float]:
-        """X coordinates for plotting: the steps, or the point index where a step is unknown.
+        """X coordinates for plotting (see `x_positions`)."""
+        return x_positions(self.steps)
 
-        Returns:
-            One x per point; a point without a step sits one after the previous x.
-        """
-        xs: list[float] = []
-        previous = 0.0
-        for index, step in enumerate(self.steps):
-            x = float(step) if step is not None else (previous + 1 if index else 0.0)
-            xs.append(x)
-            previous = x
-        return xs
+
+def x_positions(steps: Iterable[float | None]) -> list[float]:
+    """X coordinates for plotting: the steps, or where a step is unknown, one past the last x.
+
+    Args:
+        steps: The steps of a series' points.
+
+    Returns:
+        One x per point.
+    """
+    xs: list[float] = []
+    previous = -1.0
+    for step in steps:
+        previous = float(step) if step is not None else previous + 1
+        xs.append(previous)
+    return xs
 
 
 def to_points(series: dict[str, Series]) -> dict[str, Points]:

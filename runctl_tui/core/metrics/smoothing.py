@@ -44,3 +44,66 @@ def debiased_ema(values: Sequence[float], weight: float) -> list[float]:
         debias = 1.0 if weight == 1 else 1 - weight**count
         out.append(last / debias)
     return out
+
+
+class EmaSmoother:
+    """`debiased_ema` computed incrementally, for a series that keeps growing.
+
+    Feeding the values in pieces gives what `debiased_ema` gives on the whole series (up to
+    the last bit of floating point), so a live curve costs one step per new point instead of
+    a pass over the whole history on every redraw.
+    """
+
+    def __init__(self, weight: float) -> None:
+        """Start an empty smoother.
+
+        Args:
+            weight: The smoothing weight, as for `debiased_ema`.
+        """
+        if not math.isfinite(weight):
+            weight = 0.0
+        self.weight = max(0.0, min(weight, 1.0))
+        self._ema: list[float] = []
+        self._last = 0.0
+        self._count = 0
+        self._first: float | None = None
+        self._constant = True
+
+    def __len__(self) -> int:
+        return len(self._ema)
+
+    @property
+    def smoothed(self) -> list[float]:
+        """One smoothed value per value fed so far (the raw values while all are equal)."""
+        if self._constant and self._first is not None:
+            return [self._first] * len(self._ema)  # TensorBoard #786: flat stays exactly flat
+        return self._ema
+
+    def extend(self, values: Sequence[float]) -> list[float]:
+        """Smooth more values (the continuation of the series).
+
+        Args:
+            values: The new raw values.
+
+        Returns:
+            `smoothed`, now one longer per value.
+        """
+        weight = self.weight
+        out = self._ema
+        last = self._last
+        count = self._count
+        for value in values:
+            if self._first is None:
+                self._first = value
+                self._constant = value == value  # a NaN is not equal to itself
+            elif self._constant and value != self._first:
+                self._constant = False
+            if not math.isfinite(value):
+                out.append(value)
+                continue
+            last = last * weight + (1 - weight) * value
+            count += 1
+            out.append(last / (1.0 if weight == 1 else 1 - weight**count))
+        self._last = last
+        self._count = count
+        return self.smoothed

@@ -21,6 +21,17 @@ from runctl_tui.core.metrics.smoothing import debiased_ema
 
 WEIGHT_STEP = 0.05
 MAX_WEIGHT = 0.99
+MAX_PLOTTED = 3000
+"""Points drawn at most per curve: a terminal has a few hundred columns of braille dots."""
+
+
+def _thin(xs: Sequence[float], ys: Sequence[float]) -> tuple[list[float], list[float]]:
+    """Every k-th point (and always the newest), at most MAX_PLOTTED of them."""
+    if len(xs) <= MAX_PLOTTED:
+        return list(xs), list(ys)
+    stride = -(-len(xs) // MAX_PLOTTED)
+    keep = list(range(0, len(xs) - 1, stride)) + [len(xs) - 1]
+    return [xs[i] for i in keep], [ys[i] for i in keep]
 
 
 def render_chart(
@@ -65,12 +76,15 @@ def render_chart(
         if finite:
             fx = [x for x, _ in finite]
             fv = [v for _, v in finite]
+            # Smooth the whole series, then thin both curves for drawing.
+            sx, sv = _thin(fx, debiased_ema(fv, weight))
             if show_raw and weight > 0:
-                raw = fig.signal(fx, fv, marker="dot")
+                rx, rv = _thin(fx, fv)
+                raw = fig.signal(rx, rv, marker="dot")
                 raw.lines()
                 raw.label("raw")
                 fig.draw(raw)
-            smooth = fig.signal(fx, debiased_ema(fv, weight), marker="braille")
+            smooth = fig.signal(sx, sv, marker="braille")
             smooth.lines()
             smooth.label("smoothed" if weight > 0 else "raw")
             fig.draw(smooth)

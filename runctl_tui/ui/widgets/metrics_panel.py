@@ -30,7 +30,8 @@ from textual.worker import Worker, WorkerState
 
 from runctl_tui.core.config import Config
 from runctl_tui.core.metrics.detectors import Alert, is_loss
-from runctl_tui.core.metrics.smoothing import debiased_ema
+from runctl_tui.core.metrics.models import x_positions
+from runctl_tui.core.metrics.smoothing import EmaSmoother
 from runctl_tui.core.metrics.tracker import MetricsTracker
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -107,6 +108,24 @@ def checkpoint_steps_in(directory: Path) -> list[float]:
     return sorted(steps)
 
 
+Snapshot = tuple[dict[str, tuple[list[float | None], list[float]]], dict[str, float | None]]
+
+
+def _poll_and_copy(tracker: MetricsTracker) -> Snapshot | None:
+    """Poll in a worker thread; on change, copy the series there too (the UI never waits).
+
+    Returns:
+        ({name: (steps, values)}, {name: minimum}), or None when nothing changed.
+    """
+    if not tracker.poll():
+        return None
+    series = tracker.series
+    return (
+        {name: (list(s.steps), list(s.values)) for name, s in series.items()},
+        {name: s.minimum for name, s in series.items()},
+    )
+
+
 class MetricsPanel(Widget, can_focus=True):
     """Live sparklines of a run's metrics, with NaN, divergence and stall alerts.
 
@@ -151,7 +170,10 @@ class MetricsPanel(Widget, can_focus=True):
         self.config = config if config is not None else Config()
         self.weight = self.config.ui.ema_weight
         self._tracker: MetricsTracker | None = None
-        self._data: dict[str, tuple[list[float], list[float]]] = {}
+        self._data: dict[str, tuple[list[float | None], list[float]]] = {}
+        """Per series (steps, values): a copy taken in the worker thread after each poll."""
+        self._minimum: dict[str, float | None] = {}
+        self._smoothers: dict[str, EmaSmoother] = {}
         self._selection: list[str] | None = None
         self._bounds: dict[str, tuple[float, float, float]] = {}
         self._alerts: list[Alert] = []
@@ -169,6 +191,7 @@ class MetricsPanel(Widget, can_focus=True):
             run_dir: The run's folder, searched for metric files and event files.
         """
         self._data = {}
+        self._smoothers = {}
         self._bounds = {}
         self._selection = None
         self._alerts = []
@@ -196,13 +219,11 @@ class MetricsPanel(Widget, can_focus=True):
     async def _follow(self, tracker: MetricsTracker, run_dir: Path | None) -> None:
         interval = max(0.1, self.config.monitor.log_poll_seconds)
         while True:
-            changed = await asyncio.to_thread(tracker.poll)
+            data = await asyncio.to_thread(_poll_and_copy, tracker)
             if tracker is not self._tracker:
                 return
-            if changed:
-                self._data = {
-                    name: (s.x_values(), list(s.values)) for name, s in tracker.series.items()
-                }
+            if data is not None:
+                self._data, self._minimum = data
                 if run_dir is not None:
                     found = await asyncio.to_thread(checkpoint_steps_in, run_dir)
                     self._checkpoint_steps = sorted({*self._checkpoint_steps, *found})
@@ -275,8 +296,8 @@ class MetricsPanel(Widget, can_focus=True):
         spark_width = max(8, width - NAME_WIDTH - STATS_WIDTH - 2)
         for index, name in enumerate(shown):
             _, values = self._data[name]
-            smoothed = debiased_ema(values, self.weight)
-            cells = bucket([v for v in smoothed if math.isfinite(v)], spark_width)
+            smoothed = self._smoothed(name, values)
+            cells = [c for c in bucket(smoothed, spark_width) if math.isfinite(c)]
             lo, hi = self._range(name, cells)
             span = hi - lo or 1.0
             line = "".join(
@@ -293,10 +314,18 @@ class MetricsPanel(Widget, can_focus=True):
             text.append(f"⚠ {alert.message}\n", style="bold red")
         return text
 
+    def _smoothed(self, name: str, values: list[float]) -> list[float]:
+        """The smoothed series, extended by the new points only (redraws stay cheap)."""
+        smoother = self._smoothers.get(name)
+        if smoother is None or smoother.weight != self.weight or len(smoother) > len(values):
+            smoother = self._smoothers[name] = EmaSmoother(self.weight)
+        return smoother.extend(values[len(smoother) :])
+
     def _stats(self, name: str, values: list[float], smoothed: list[float]) -> Text:
         last = values[-1] if values else math.nan
-        finite = [v for v in values if math.isfinite(v)]
-        minimum = min(finite) if finite else math.nan
+        minimum = self._minimum.get(name)
+        if minimum is None:
+            minimum = math.nan
         stats = Text()
         style = "bold red" if not math.isfinite(last) else ""
         stats.append(f"{last:>9.4g}", style=style)
@@ -306,7 +335,8 @@ class MetricsPanel(Widget, can_focus=True):
 
     @staticmethod
     def _trend(name: str, smoothed: list[float]) -> Text:
-        finite = [v for v in smoothed if math.isfinite(v)]
+        # Only the newest tenth matters; look at no more than a few thousand points.
+        finite = [v for v in smoothed[-5000:] if math.isfinite(v)]
         if len(finite) < 2:
             return Text(" ·")
         back = finite[max(0, len(finite) - 1 - max(1, len(finite) // 10))]
@@ -339,10 +369,14 @@ class MetricsPanel(Widget, can_focus=True):
             self.notify("No metrics to chart yet.", severity="warning")
             return
         name = shown[min(self.cursor, len(shown) - 1)]
-        xs, values = self._data[name]
+        steps, values = self._data[name]
         self.app.push_screen(
             MetricsChartScreen(
-                name, xs, values, weight=self.weight, checkpoint_steps=self._checkpoint_steps
+                name,
+                x_positions(steps),
+                values,
+                weight=self.weight,
+                checkpoint_steps=self._checkpoint_steps,
             )
         )
 
