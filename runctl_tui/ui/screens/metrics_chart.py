@@ -30,7 +30,7 @@ def _thin(xs: Sequence[float], ys: Sequence[float]) -> tuple[list[float], list[f
     if len(xs) <= MAX_PLOTTED:
         return list(xs), list(ys)
     stride = -(-len(xs) // MAX_PLOTTED)
-    keep = list(range(0, len(xs) - 1, stride)) + [len(xs) - 1]
+    keep = [*range(0, len(xs) - 1, stride), len(xs) - 1]
     return [xs[i] for i in keep], [ys[i] for i in keep]
 
 
