@@ -94,9 +94,10 @@ def _plain_ec2() -> Any:
 
 def _some_amis() -> list[dict[str, Any]]:
     # A filtered call: moto ships ~1,300 Amazon images and parsing them all is slow.
-    return _plain_ec2().describe_images(
+    images: list[dict[str, Any]] = _plain_ec2().describe_images(
         Owners=["amazon"], Filters=[{"Name": "name", "Values": ["ubuntu/images/*"]}]
     )["Images"]
+    return images
 
 
 def _instances() -> list[dict[str, Any]]:
