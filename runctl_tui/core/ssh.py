@@ -461,13 +461,15 @@ class SshSession:
                 ) from exc
         return self._sftp
 
-    async def list_files(self, remote_dir: str) -> list[RemoteFile]:
+    async def list_files(self, remote_dir: str, *, portable: bool = False) -> list[RemoteFile]:
         """Every file, directory and link under `remote_dir` (recursively), in one round trip.
 
-        Uses GNU find's `-printf` where available, else a `stat` loop (busybox).
+        Uses GNU find's `-printf` where available, else a `stat` loop (busybox; whole-second
+        mtimes).
 
         Args:
             remote_dir: Directory on the machine (absolute, `~/...`, or relative to home).
+            portable: Use the `stat` loop even where GNU find is available.
 
         Returns:
             The entries below `remote_dir` (not the directory itself), paths prefixed with
@@ -481,7 +483,8 @@ class SshSession:
             f"d={expr}; "
             'if [ ! -d "$d" ]; then echo "not a directory" >&2; exit 3; fi; '
             'cd "$d" || exit 3; '
-            "if find . -maxdepth 0 -printf '' >/dev/null 2>&1; then "
+            f"if {'false' if portable else 'true'} && "
+            "find . -maxdepth 0 -printf '' >/dev/null 2>&1; then "
             "find . -mindepth 1 -printf '%y\\t%s\\t%T@\\t%l\\t%p\\0'; "
             "else find . ! -path . | while IFS= read -r p; do "
             'if [ -L "$p" ]; then t=l; l=$(readlink "$p"); '
@@ -501,6 +504,9 @@ class SshSession:
                 f"{result.stderr.strip() or f'status {result.exit_status}'}."
             )
         prefix = remote_dir.rstrip("/") or "/"
+        if len(result.stdout) > 256 * 1024:
+            # Tens of thousands of entries: parse off the event loop so the UI stays live.
+            return await asyncio.to_thread(_parse_listing, result.stdout, prefix)
         return _parse_listing(result.stdout, prefix)
 
     async def download(

@@ -17,6 +17,7 @@ import pytest
 from runctl_tui.core.errors import BackendError, NotFoundError
 from runctl_tui.core.models import SshEndpoint
 from runctl_tui.core.ssh import (
+    RemoteFile,
     SshSession,
     forget_host_key,
     known_hosts_path,
@@ -129,6 +130,20 @@ async def test_list_files_in_one_round_trip(sshd_server: SshServer, tmp_path: Pa
     assert (weights.size, weights.is_dir, weights.link_target) == (3000, False, None)
     assert by_path[f"{root}/name with spaces.txt"].mtime == pytest.approx(1_700_000_000.5)
     assert by_path[f"{root}/last.ckpt"].link_target == "ckpt/epoch=1/model.safetensors"
+
+
+async def test_portable_listing_matches_gnu_find(sshd_server: SshServer, tmp_path: Path) -> None:
+    root = tmp_path / "remote"
+    _make_tree(root)
+
+    def key(entries: list[RemoteFile]) -> list[tuple[str, int, int, bool, str | None]]:
+        return [(e.path, e.size, int(e.mtime), e.is_dir, e.link_target) for e in entries]
+
+    async with await SshSession.connect(sshd_server.endpoint) as session:
+        gnu = await session.list_files(str(root))
+        portable = await session.list_files(str(root), portable=True)
+    assert len(gnu) == 6
+    assert key(portable) == key(gnu)
 
 
 async def test_download_file_and_directory_with_progress(
