@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import json
 import os
 import posixpath
@@ -498,7 +499,9 @@ async def inspect_run(
             log.info("cannot reach %s for run %s: %s", info.instance_id, run_id, exc)
         else:
             if run.status is RunStatus.RUNNING:
-                if marker is not None:
+                if marker is not None and marker.get("status") == "done":
+                    # Only once the watcher is done: before that the newest checkpoint may
+                    # not be in S3 yet, and a resume would start from an older one.
                     changes = _interrupted_changes(run, marker)
                 elif status is not RunStatus.RUNNING:
                     changes = {"status": status, "exit_code": code, "ended": time.time()}
@@ -680,8 +683,26 @@ async def resume_run(
     Raises:
         RunctlError: The run is not interrupted, has no `--output-s3`, or S3 has no checkpoint.
     """
-    say = progress or (lambda _line: None)
     registry = registry or RunRegistry()
+    lock_path = AwsRunInfo.path_for(run_id).with_suffix(".resume.lock")
+    paths.ensure_dir(lock_path.parent)
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunctlError(f"run {run_id} is being resumed by another runctl process") from None
+        # Under the lock, so the dashboard and a CLI never launch two replacements.
+        return await _resume_locked(config, backend, run_id, progress, registry)
+
+
+async def _resume_locked(
+    config: Config,
+    backend: AwsBackend,
+    run_id: str,
+    progress: Progress | None,
+    registry: RunRegistry,
+) -> TrainingStarted:
+    say = progress or (lambda _line: None)
     run = await asyncio.to_thread(registry.get, run_id)
     info = AwsRunInfo.load(run_id)
     if run.status is not RunStatus.INTERRUPTED:
@@ -729,3 +750,48 @@ async def resume_run(
         progress=progress,
         registry=registry,
     )
+
+
+async def reconcile_runs(
+    config: Config,
+    backend: AwsBackend,
+    *,
+    registry: RunRegistry | None = None,
+    progress: Progress | None = None,
+) -> list[Run]:
+    """Bring every running AWS run up to date; with `[aws] auto_resume`, resume interrupted ones.
+
+    For the dashboard's poller (the CLI's `monitor --follow` does the same for one run).
+
+    Args:
+        config: Effective configuration.
+        backend: The AWS backend.
+        registry: The run registry (default: the user's).
+        progress: Called with a line at each step of a resume.
+
+    Returns:
+        The runs whose status changed (a resumed run as it is now: running again).
+    """
+    registry = registry or RunRegistry()
+    changed: list[Run] = []
+    for run in await asyncio.to_thread(registry.list, Provider.AWS):
+        if run.status is not RunStatus.RUNNING:
+            continue
+        try:
+            now = await refresh_run(config, backend, run.id, registry=registry)
+        except NotFoundError:
+            continue
+        if now.status is RunStatus.RUNNING:
+            continue
+        if now.status is RunStatus.INTERRUPTED and config.aws.auto_resume:
+            try:
+                now = (
+                    await resume_run(config, backend, run.id, progress=progress, registry=registry)
+                ).run
+            except RunctlError as exc:
+                log.warning("auto-resume of %s failed: %s", run.id, exc)
+                now = await asyncio.to_thread(
+                    registry.update, run.id, note=_join(now.note, f"auto-resume failed: {exc}")
+                )
+        changed.append(now)
+    return changed

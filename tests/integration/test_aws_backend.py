@@ -502,9 +502,11 @@ async def test_terminate_forgets_the_host_key_unless_overridden(moto_aws: MotoSe
 
 
 async def test_run_state_follows_the_instance_without_ssh(moto_aws: MotoServer) -> None:
+    import fcntl
     import time
 
-    from runctl_tui.core.aws_training import AwsRunInfo, inspect_run
+    from runctl_tui.core.aws_training import AwsRunInfo, inspect_run, reconcile_runs, resume_run
+    from runctl_tui.core.errors import RunctlError
     from runctl_tui.core.models import Run, RunStatus
     from runctl_tui.core.runs import RunRegistry
 
@@ -546,10 +548,21 @@ async def test_run_state_follows_the_instance_without_ssh(moto_aws: MotoServer) 
         runs[name] = machine.id
     mark_spot_interrupted(runs["taken"])
     await backend.terminate(runs["killed"])
-    taken = (await inspect_run(Config(), backend, "run-taken", registry=registry)).run
+    changed = {r.id: r for r in await reconcile_runs(Config(), backend, registry=registry)}
+    taken, killed = changed["run-taken"], changed["run-killed"]
     assert taken.status is RunStatus.INTERRUPTED
     assert f"spot instance {runs['taken']} taken back by AWS" in taken.note
-    killed = (await inspect_run(Config(), backend, "run-killed", registry=registry)).run
     assert killed.status is RunStatus.LOST and "terminated" in killed.note
+    assert await reconcile_runs(Config(), backend, registry=registry) == []
+    assert (await inspect_run(Config(), backend, "run-taken", registry=registry)).run == taken
     with pytest.raises(NotFoundError):
         await inspect_run(Config(), backend, "nope", registry=registry)
+    # Two runctl processes never resume one run twice.
+    lock_path = AwsRunInfo.path_for("run-taken").with_suffix(".resume.lock")
+    with lock_path.open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunctlError, match="being resumed by another"):
+            await resume_run(Config(), backend, "run-taken", registry=registry)
+    # Not locked: refused for its own reason (no --output-s3 to resume from).
+    with pytest.raises(RunctlError, match="no --output-s3"):
+        await resume_run(Config(), backend, "run-taken", registry=registry)
