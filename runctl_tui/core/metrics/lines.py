@@ -198,6 +198,9 @@ class LineMetricsParser:
         self._prev_kind = ""
         self._rich_step: tuple[float, float | None, int | None] = (0.0, None, None)
         self._plans: dict[bytes, _Plan | None] = {}
+        self._tqdm_tail = ""
+        self._desc_epoch: dict[str, int] = {}
+        self._tqdm_shown: dict[str, str] = {}
 
     def feed(self, lines: Iterable[str]) -> list[MetricPoint]:
         """Parse lines (each may hold `\\r` redraws and ANSI codes; newline optional).
@@ -223,7 +226,12 @@ class LineMetricsParser:
                 if "\x08" in line:
                     line = line.replace("\x08", "")
                 for part in line.split("\r"):
-                    if part:
+                    if not part:
+                        continue
+                    if not special and "it/s" in part and " [" in part and "━" not in part:
+                        self._prev_kind = ""
+                        self._tqdm(part, out)  # a tqdm redraw: skip the dispatcher
+                    else:
                         segment(part, out)
             elif special or self._prev_kind or "it/s" in line or "/step" in line:
                 segment(line, out)
@@ -541,6 +549,8 @@ class LineMetricsParser:
                 self._emit(key, step, value, out, False)
 
     def _tqdm(self, s: str, out: list[MetricPoint]) -> None:
+        # The hottest path of a captured terminal: one call per bar redraw, kept to a few
+        # string operations until the postfix shows something new.
         start = s.rfind(" [")
         end = s.find("]", start)
         if start < 0 or end < 0:
@@ -548,31 +558,55 @@ class LineMetricsParser:
             return
         parts = s[start + 2 : end].split(", ", 2)
         tail = parts[2] if len(parts) > 2 else ""
-        if self._bar_tail.get("tqdm") == tail:
+        if tail == self._tqdm_tail:
             return  # a redraw (time, rate, bar) with no new value
-        self._bar_tail["tqdm"] = tail
+        self._tqdm_tail = tail
         if not tail:
             return
         head = s[:start]
-        counter = head.rsplit(None, 1)[-1] if head.strip() else ""
-        done, _, total = counter.partition("/")
-        if done.endswith("it"):
-            done = done[:-2]
+        counter = head[head.rfind(" ") + 1 :]
+        slash = counter.find("/")
+        if slash >= 0:
+            done = counter[:slash]
+            total = counter[slash + 1 :]
+        else:
+            done = counter[:-2] if counter.endswith("it") else counter
+            total = ""
         if not done.isdigit():
             return
-        desc_end = head.find("|")
-        desc = head[:desc_end] if desc_end >= 0 else head
-        epoch_match = _EPOCH_IN_DESC.search(desc) if "poch" in desc else None
-        epoch = int(epoch_match.group(1)) if epoch_match else None
-        self._bar(
-            "tqdm",
-            tail,
-            float(done),
-            float(total) if total.isdigit() else None,
-            epoch,
-            out,
-            colon=False,
-        )
+        step = float(done)
+        if "poch" in head and total.isdigit():
+            bar = head.find("|")
+            desc = head[:bar] if bar >= 0 else head
+            epoch = self._desc_epoch.get(desc, -1)
+            if epoch < 0:
+                match = _EPOCH_IN_DESC.search(desc)
+                epoch = int(match.group(1)) if match else 0
+                if len(self._desc_epoch) > 1000:
+                    self._desc_epoch.clear()
+                self._desc_epoch[desc] = epoch
+            step += epoch * float(total)
+        shown = self._tqdm_shown
+        emit = self._emit
+        for item in tail.split(", "):
+            eq = item.find("=")
+            if eq <= 0:
+                continue
+            key = item[:eq]
+            raw = item[eq + 1 :]
+            if shown.get(key) == raw:
+                continue  # Lightning keeps showing val_loss beside every later train_loss
+            shown[key] = raw
+            if key in _IGNORED or not (key.isidentifier() or _valid_key(key)):
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                number = _number(raw)
+                if number is None:
+                    continue
+                value = number
+            emit(key, step, value, out, False)
 
     def _rich(self, s: str, out: list[MetricPoint]) -> None:
         rate = s.find("it/s")
