@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import random
 import shlex
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -228,9 +228,11 @@ class RemoteFileLogSource:
                 if position.started:
                     self.reconnects += 1
                     yield LogChunk(partial=assembler.partial, notice="reconnected")
-                async for chunk in self._stream(session, assembler, position, initial_lines):
-                    attempt = 0
-                    yield chunk
+                stream = self._stream(session, assembler, position, initial_lines)
+                async with contextlib.aclosing(stream):
+                    async for chunk in stream:
+                        attempt = 0
+                        yield chunk
                 reason = "the remote follower ended"
             except _Lost as exc:
                 reason = str(exc)
@@ -298,22 +300,21 @@ class RemoteFileLogSource:
         assembler: LineAssembler,
         position: _Position,
         initial_lines: int,
-    ) -> AsyncIterator[LogChunk]:
+    ) -> AsyncGenerator[LogChunk, None]:
         """Run one follower and translate its output into chunks until it ends."""
         process = await session.start_process(self._command(position, initial_lines))
         try:
             reader = _FrameReader(process.stdout)
             head = await reader.line()
             if head.startswith(b"X ") or head == b"T":
-                async for chunk in self._stream_tail(
+                inner = self._stream_tail(
                     process.stderr, reader, head, assembler, position, initial_lines
-                ):
+                )
+            else:
+                inner = self._stream_frames(reader, head, assembler, position, initial_lines)
+            async with contextlib.aclosing(inner):
+                async for chunk in inner:
                     yield chunk
-                return
-            async for chunk in self._stream_frames(
-                reader, head, assembler, position, initial_lines
-            ):
-                yield chunk
         except _Lost as exc:
             # Say why the follower ended when it said so (e.g. a Python traceback).
             detail = b""
@@ -331,7 +332,7 @@ class RemoteFileLogSource:
         assembler: LineAssembler,
         position: _Position,
         initial_lines: int,
-    ) -> AsyncIterator[LogChunk]:
+    ) -> AsyncGenerator[LogChunk, None]:
         """The Python follower's frames (see the module docstring)."""
         pending: list[str] = []
         notice: str | None = None
@@ -384,7 +385,7 @@ class RemoteFileLogSource:
         assembler: LineAssembler,
         position: _Position,
         initial_lines: int,
-    ) -> AsyncIterator[LogChunk]:
+    ) -> AsyncGenerator[LogChunk, None]:
         """The `tail -F` fallback: raw bytes after an `X <start> <size>` header.
 
         tail's own notices (truncation, replacement) arrive on stderr, which is not ordered
