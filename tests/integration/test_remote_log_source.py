@@ -228,6 +228,33 @@ async def test_missing_file_truncation_and_rotation(sshd_server: SshServer, tmp_
         await follow.aclose()
 
 
+async def test_cancelling_the_follow_ends_the_remote_follower(
+    sshd_server: SshServer, tmp_path: Path
+) -> None:
+    log = tmp_path / "train.log"
+    log.write_text("one\n")
+    seen: list[str] = []
+    got_one = asyncio.Event()
+
+    async def pane_worker() -> None:
+        # What LogView's worker does: iterate until the worker is cancelled.
+        async for chunk in RemoteFileLogSource(sshd_server.endpoint, str(log)).follow():
+            seen.extend(chunk.lines)
+            got_one.set()
+
+    task = asyncio.create_task(pane_worker())
+    await asyncio.wait_for(got_one.wait(), 15)
+    assert seen == ["one"]
+    assert _pids_with(str(log)), "a follower runs on the machine while the pane follows"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    deadline = time.monotonic() + 10
+    while _pids_with(str(log)):
+        assert time.monotonic() < deadline, "the remote follower outlived the cancelled worker"
+        await asyncio.sleep(0.05)
+
+
 async def test_unreachable_machine_is_retried_with_growing_delays(
     sshd_server: SshServer,
 ) -> None:
