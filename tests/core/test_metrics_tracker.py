@@ -201,3 +201,34 @@ def test_incremental_smoother_matches_the_whole_series_formula() -> None:
     flat = EmaSmoother(0.9)
     flat.extend([2.0, 2.0])
     assert flat.smoothed == [2.0, 2.0]
+
+
+def test_datasets_beside_a_run_are_not_taken_for_metrics(tmp_path: Path) -> None:
+    (tmp_path / "train.csv").write_text("text,label\nhello,1\nworld,0\n")
+    (tmp_path / "train.jsonl").write_text('{"text": "a", "label": 1}\n')
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    (tmp_path / "history.csv").write_text("epoch,loss\n0,0.7\n")
+    tracker = MetricsTracker(tmp_path)
+    tracker.poll()
+    assert sorted(p.name for p in tracker.sources) == ["history.csv", "metrics.jsonl"]
+    assert set(tracker.series) == {"loss"}
+
+
+def test_a_newer_checkpoints_trainer_state_takes_over(tmp_path: Path) -> None:
+    state = json.loads((SAMPLES / "hf_console" / "trainer_state.json").read_text())
+    early = dict(
+        state, global_step=6, log_history=[e for e in state["log_history"] if e["step"] <= 6]
+    )
+    (tmp_path / "checkpoint-6").mkdir()
+    (tmp_path / "checkpoint-6" / "trainer_state.json").write_text(json.dumps(early))
+    clock = Clock()
+    tracker = MetricsTracker(tmp_path, clock=clock)
+    tracker.poll()
+    assert [s for s, _ in tracker.series["loss"].points()] == [2.0, 4.0, 6.0]
+    (tmp_path / "checkpoint-12").mkdir()
+    (tmp_path / "checkpoint-12" / "trainer_state.json").write_text(json.dumps(state))
+    clock.now += 10
+    assert tracker.poll()
+    assert [s for s, _ in tracker.series["loss"].points()] == [2.0, 4.0, 6.0, 8.0, 10.0, 12.0]
+    assert tracker.sources == [tmp_path / "checkpoint-12" / "trainer_state.json"]
+    assert tracker.info["best_metric"] == state["best_metric"]

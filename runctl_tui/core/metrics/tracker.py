@@ -8,7 +8,9 @@ series (a console line and the CSV holding the same value), the more exact sourc
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,13 +46,15 @@ _SKIP_DIRS = frozenset(
 )
 _LOG_SUFFIXES = (".log", ".out", ".err")
 _LOG_NAMES = frozenset({"stdout", "stderr", "output.txt", "log.txt", "train.txt"})
+_METRICS_WORDS = re.compile(r"metric|log|histor|scalar|event", re.IGNORECASE)
 
 
 def find_sources(root: Path) -> list[Path]:
     """Every metrics source below a run directory, in a stable order.
 
-    Found: TensorBoard event files, CSVLogger files (`*.csv`, or a `.log` with a CSV header),
-    `*.jsonl`, console logs (`*.log`, `*.out`, `*.err`, `stdout`...) and, of the
+    Found: TensorBoard event files, CSVLogger files (a `*.csv` or `.log` whose header has an
+    `epoch` or `step` column), `*.jsonl` named like a log (`metrics.jsonl`, `log.jsonl`, not a
+    dataset's `train.jsonl`), console logs (`*.log`, `*.out`, `*.err`, `stdout`...) and, of the
     `trainer_state.json` files (one per HF checkpoint, each holding the history so far), the
     one with the highest `global_step`.
 
@@ -74,10 +78,12 @@ def find_sources(root: Path) -> list[Path]:
                 states.append(path)
             elif (
                 name.startswith("events.out.tfevents.")
-                or name.endswith((".csv", ".jsonl", ".ndjson"))
                 or name.endswith(_LOG_SUFFIXES)
                 or name in _LOG_NAMES
+                or (name.endswith(".csv") and looks_like_csv_log(path))
+                or (name.endswith((".jsonl", ".ndjson")) and _METRICS_WORDS.search(name))
             ):
+                # A dataset beside the run (train.csv, data.jsonl) is not a metrics file.
                 found.append(path)
     if states:
         found.append(max(states, key=_state_rank))
@@ -89,10 +95,7 @@ def _state_rank(path: Path) -> tuple[int, float]:
     step = 0
     try:
         with open(path, encoding="utf-8") as fh:
-            head = fh.read()
-        import json
-
-        step = int(json.loads(head).get("global_step") or 0)
+            step = int(json.load(fh).get("global_step") or 0)
         mtime = path.stat().st_mtime
     except (OSError, ValueError, TypeError):
         return (-1, 0.0)
