@@ -190,3 +190,23 @@ def test_snapshot_chart(snap_compare: Any, tmp_path: Path) -> None:
         await pilot.pause()
 
     assert snap_compare(PanelApp(None, run), terminal_size=(100, 30), run_before=ready)
+
+
+def test_y_range_widens_at_once_and_narrows_at_most_once_a_second(
+    monkeypatch: Any,
+) -> None:
+    import runctl_tui.ui.widgets.metrics_panel as module
+
+    now = [100.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    panel = MetricsPanel(fast_config())
+    low, high = panel._range("loss", [1.0, 2.0])
+    assert low < 1.0 and high > 2.0
+    assert panel._range("loss", [1.2, 1.9]) == (low, high)  # inside: unchanged
+    wide = panel._range("loss", [0.5, 2.0])
+    assert wide[0] < 0.5  # a point below the range widens it at once
+    now[0] += 0.5
+    assert panel._range("loss", [0.50, 0.52]) == wide  # narrowing waits
+    now[0] += 1.0
+    narrow = panel._range("loss", [0.50, 0.52])
+    assert narrow[0] > wide[0] and narrow[1] < 1.0
