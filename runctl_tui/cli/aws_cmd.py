@@ -338,6 +338,9 @@ def _print_state(state: Any) -> None:
         if uploaded:
             newest = max(uploaded.items(), key=lambda item: item[1].get("at", 0))
             print(f"  in S3: {len(uploaded)} checkpoint file(s), newest {newest[1].get('key')}")
+        errors = state.uploads.get("errors") or []
+        if errors:
+            print(f"  UPLOAD FAILING ({len(errors)} error(s)), latest: {errors[-1]}")
 
 
 async def _tail(config: Config, machine: Machine, run: Run, lines: int) -> list[str]:

@@ -184,6 +184,25 @@ async def _check_agent_python(session: Any, python: str) -> None:
         )
 
 
+def _check_bucket(backend: AwsBackend, uri: str) -> str:
+    """Fail early when the bucket of `uri` does not exist; return a warning if unsure.
+
+    The agents use the instance's credentials, which may reach a bucket ours cannot, so only
+    a bucket that does not exist at all stops the run.
+    """
+    bucket = uri[len("s3://") :].split("/", 1)[0]
+    try:
+        backend.clients.s3.head_bucket(Bucket=bucket)
+    except Exception as exc:
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise NotFoundError(
+                f"S3 bucket {bucket} (in {uri}) does not exist; create it or fix the URI"
+            ) from None
+        return f"could not check bucket {bucket} from here ({code or type(exc).__name__})"
+    return ""
+
+
 def _detached(command: str, log_file: str) -> str:
     """A shell line that starts `command` in its own session, surviving the SSH channel."""
     return f"setsid nohup {command} > {_q(log_file)} 2>&1 < /dev/null & echo $!"
@@ -237,6 +256,11 @@ async def start_training(
             raise RunctlError(f"{uri!r} is not an S3 URI; write it as s3://bucket/prefix")
     machine = await _machine_for_training(backend, instance_id)
     assert machine.ssh is not None
+    for uri in (data_s3, output_s3):
+        if uri:
+            note = await asyncio.to_thread(_check_bucket, backend, uri)
+            if note:
+                say(note)
     if not allow_concurrent:
         active = await _active_runs_on(config, backend, instance_id, registry)
         active = [r for r in active if r.id != run_id]

@@ -229,6 +229,13 @@ def test_spot_refused_then_on_demand_training_in_the_foreground(
     code, out, _ = cli("aws", "prices")
     assert code == 0 and "ON-DEMAND (est.)" in out and "overridden by" in out
 
+    # A bucket that does not exist stops the run before anything starts.
+    code, _out, err = cli(
+        "aws", "train", machine["id"], "--output-s3", "s3://no-such-bucket/x", "quick.py"
+    )
+    assert code == 1 and "S3 bucket no-such-bucket" in err and "does not exist" in err
+    assert not list(world["project"].parent.glob("remote/runs/*"))
+
     # Train in the foreground (the log is followed to the end) without --output-s3 ...
     code, out, err = cli("aws", "train", machine["id"], "quick.py", "a b")
     assert code == 0, err
