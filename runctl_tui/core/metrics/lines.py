@@ -365,11 +365,26 @@ class LineMetricsParser:
         if step is None and not plan.dict_mode:
             step = epoch
         count = not plan.dict_mode
-        emit = self._emit
+        # `_emit`, inlined: this loop runs once per value of most log lines.
+        series = self._series
+        append = out.append
         for name, at in plan.metrics:
-            emit(name, step, values[at], out, count)
+            value = values[at]
+            state = series.get(name)
+            if state is None:
+                state = series[name] = [0, None, None]
+            point_step = step
+            if point_step is None:
+                if count:
+                    point_step = float(state[0] + 1)
+            elif state[1] == point_step and state[2] == value:
+                continue
+            state[0] += 1
+            state[1] = point_step
+            state[2] = value
+            append(_new_point(MetricPoint, (name, point_step, value)))
         if epoch is not None and plan.epoch_at >= 0 and plan.step_at >= 0:
-            emit("epoch", step, epoch, out, count)
+            self._emit("epoch", step, epoch, out, count)
         return True
 
     def _tokens(self, s: str, out: list[MetricPoint], *, dict_mode: bool) -> _Plan | None:
