@@ -9,15 +9,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+if TYPE_CHECKING:
+    from textual.command import Provider
+
 from runctl_tui.core.config import Config
 from runctl_tui.core.fleet import Fleet
-from runctl_tui.ui.commands import DashboardCommands
 from runctl_tui.ui.screens.dashboard import DashboardScreen
+
+
+def _dashboard_commands() -> type[Provider]:
+    """The palette's provider, imported when the palette first opens (not at start-up)."""
+    from runctl_tui.ui.commands import DashboardCommands
+
+    return DashboardCommands
 
 
 class RunctlApp(App[None]):
@@ -34,8 +43,8 @@ class RunctlApp(App[None]):
     """
 
     TITLE = "runctl"
-    CSS_PATH = "app.tcss"
-    COMMANDS: ClassVar = App.COMMANDS | {DashboardCommands}
+    CSS_PATH = Path(__file__).parent / "app.tcss"
+    COMMANDS: ClassVar = App.COMMANDS | {_dashboard_commands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
@@ -59,7 +68,7 @@ class RunctlApp(App[None]):
         self.clock = clock
         self.poll = poll
         self.state_path = state_path
-        if config.ui.theme in self.available_themes:
+        if config.ui.theme != self.theme and config.ui.theme in self.available_themes:
             self.theme = config.ui.theme
 
     def get_default_screen(self) -> DashboardScreen:

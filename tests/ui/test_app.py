@@ -431,6 +431,7 @@ async def test_train_form_starts_a_run_and_remembers(
         assert dashboard(app).session.train.script == script.name
     again = app_factory(config)
     async with again.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: "local:local" in table(again).shown_keys, "local row")
         await pilot.press("t")
         await pilot.pause()
         assert again.screen.query_one("#script", Input).value == script.name

@@ -120,18 +120,26 @@ class DashboardScreen(FleetActions, Screen[None]):
         return {**mine, **{key: b for key, b in bindings.items() if key not in mine}}
 
     def compose(self) -> ComposeResult:
+        # Classes decided before the children exist cost nothing to apply.
+        width, height = self.app.size
+        self._tabbed = width < TABBED_BELOW_WIDTH or height < TABBED_BELOW_HEIGHT
+        self.set_class(self._tabbed, "-tabbed")
         yield HeaderBar(id="header")
         with Vertical(id="body"):
             with Pane(id="machines-pane", classes="pane"):
                 yield Input(placeholder="filter machines (esc clears)", id="filter", compact=True)
-                yield MachinesTable(id="machines")
+                yield MachinesTable(
+                    id="machines", compact=self.app.size.width < COMPACT_COLUMNS_BELOW_WIDTH
+                )
             yield Tabs(
                 *(Tab(f"{i} {s.title}", id=f"tab-{s.key}") for i, s in enumerate(LOWER_PANES, 1)),
+                active="tab-log",
                 id="pane-tabs",
             )
             with Horizontal(id="lower"):
                 for spec in LOWER_PANES:
-                    with Pane(id=f"{spec.key}-pane", classes="pane lower"):
+                    active = " -active" if spec.key == self._active_lower else ""
+                    with Pane(id=f"{spec.key}-pane", classes="pane lower" + active):
                         yield make_pane_widget(
                             spec, self.config, clock=self.clock, readonly=self.readonly
                         )
@@ -142,9 +150,6 @@ class DashboardScreen(FleetActions, Screen[None]):
         for spec in LOWER_PANES:
             self.query_one(f"#{spec.key}-pane", Pane).border_title = spec.title
         self.query_one("#pane-tabs", Tabs).can_focus = False
-        self.query_one("#filter", Input).display = False
-        self._set_active_lower("log")
-        self._apply_layout(self.size.width, self.size.height)
         table = self.query_one(MachinesTable)
         table.focus()
         self.session = load_session_state(self.state_path)
@@ -154,7 +159,8 @@ class DashboardScreen(FleetActions, Screen[None]):
         self._redraw()
         self.set_interval(2.0, self._tick)
         if self.poll:
-            self._start()
+            # Backends are built and polled only once the first frame is on screen.
+            self.call_after_refresh(self._start)
 
     def on_resize(self) -> None:
         self._apply_layout(self.size.width, self.size.height)
@@ -194,9 +200,17 @@ class DashboardScreen(FleetActions, Screen[None]):
 
     async def _poll_loop(self, provider: Provider) -> None:
         while True:
+            before = self.fleet.snapshots.get(provider)
             snapshot = await self.fleet.poll(provider)
+            first = provider not in self._polled_once
             self._polled_once.add(provider)
-            self.post_message(FleetChanged())
+            unchanged = (
+                before is not None
+                and before.machines == snapshot.machines
+                and before.error == snapshot.error
+            )
+            if first or not unchanged:
+                self.post_message(FleetChanged())
             if snapshot.provider not in self.fleet.backends:
                 return
             delay = self.interval * (2 ** min(snapshot.failures, 6))
@@ -246,13 +260,16 @@ class DashboardScreen(FleetActions, Screen[None]):
             problems.append(self.fleet.runs_error)
         pane = self.query_one("#machines-pane", Pane)
         if problems:
-            pane.border_subtitle = "⚠ " + problems[0][:120]
+            subtitle = "⚠ " + problems[0][:120]
+            if pane.border_subtitle != subtitle:
+                pane.border_subtitle = subtitle
             pane.add_class("-error")
         else:
             times = [s.fetched_at for s in self.fleet.snapshots.values() if s.fetched_at]
-            pane.border_subtitle = (
-                time.strftime("updated %H:%M:%S", time.localtime(min(times))) if times else ""
-            )
+            # Minute resolution: the header shows per-backend freshness; this changes rarely.
+            subtitle = time.strftime("updated %H:%M", time.localtime(min(times))) if times else ""
+            if pane.border_subtitle != subtitle:
+                pane.border_subtitle = subtitle
             pane.remove_class("-error")
 
     # ---- selection ---------------------------------------------------------------------

@@ -1,0 +1,271 @@
+"""Dashboard performance: time to first frame, and idle CPU when left open.
+
+1. Time to first frame (cold process, imports included) of `runctl-tui` with every pane,
+   beside a bare Textual app composing the same widget classes, measured in the same run,
+   alternating, median of N. Target: within 1.3x. Cloud calls are never on that path.
+2. CPU of the dashboard process over a window (default 60 s), in a real terminal (tmux,
+   100x30) when available, else headless:
+   a. three backends polling (local, RunPod test server, AWS on moto) and the selected run's
+      log growing at 10 lines/s. Target < 2% of one core.
+   b. the same backends, nothing changing (no run). Target < 0.5%.
+
+Run: `python bench/ui.py [--seconds 60] [--repeat 7]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "runctl_tui" / "examples" / "train_demo.py"
+TUI = Path(sys.executable).parent / "runctl-tui"
+
+CHILD = r"""
+import time
+t0 = time.perf_counter()
+import sys, os
+kind = sys.argv[1]
+from textual.app import App
+
+if kind == "bare":
+    from textual.containers import Horizontal, Vertical
+    from textual.widgets import DataTable, Footer, Input, Static, Tab, Tabs
+    from runctl_tui.ui.widgets.log_view import LogView
+    from runctl_tui.ui.widgets.checkpoint_browser import CheckpointBrowser
+    from runctl_tui.ui.widgets.metrics_panel import MetricsPanel
+
+    class Bare(App[None]):
+        def compose(self):
+            yield Static("header")
+            with Vertical():
+                yield Input()
+                yield DataTable()
+            yield Tabs(Tab("a"), Tab("b"), Tab("c"))
+            with Horizontal():
+                yield LogView()
+                yield CheckpointBrowser()
+                yield MetricsPanel()
+            yield Footer()
+
+        def on_mount(self):
+            self.call_after_refresh(self.first_frame)
+
+        def first_frame(self):
+            print(json.dumps({"ms": (time.perf_counter() - t0) * 1000}), flush=True)
+            self.exit()
+
+    import json
+    Bare().run(headless=True)
+else:
+    import json
+    from runctl_tui.core.config import load_config
+    from runctl_tui.ui.app import RunctlApp
+
+    class Timed(RunctlApp):
+        def on_mount(self):
+            self.call_after_refresh(self.first_frame)
+
+        def first_frame(self):
+            print(json.dumps({"ms": (time.perf_counter() - t0) * 1000}), flush=True)
+            self.exit()
+
+    Timed(load_config()).run(headless=True)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def first_frame(kind: str, env: dict[str, str]) -> float:
+    """Milliseconds from interpreter start of the child's code to its first frame."""
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, kind],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    line = [x for x in out.stdout.splitlines() if x.startswith("{")][-1]
+    return float(json.loads(line)["ms"])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def find_pid(name_part: str, parent_env_marker: str) -> int | None:
+    """The pid of a process whose command line contains `name_part` and whose environment
+    holds `parent_env_marker` (so only our own dashboard is measured)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if name_part not in cmd:
+                continue
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if parent_env_marker.encode() in environ:
+            return int(entry.name)
+    return None
+
+
+def idle_cpu(env: dict[str, str], seconds: float, label: str, workdir: Path) -> tuple[float, str]:
+    """Percent of one core the dashboard used over `seconds`, after a warm-up."""
+    marker = f"RUNCTL_BENCH_MARK={label}-{os.getpid()}"
+    env = dict(env, RUNCTL_BENCH_MARK=marker.split("=", 1)[1])
+    socket_name = f"runctl-bench-{os.getpid()}"
+    proc: subprocess.Popen[bytes] | None = None
+    how = "tmux 100x30" if shutil.which("tmux") else "headless"
+    if shutil.which("tmux"):
+        exports = " ".join(
+            f"{k}='{v}'"
+            for k, v in env.items()
+            if k.startswith(("RUNCTL", "RUNPOD", "AWS", "HOME", "XDG"))
+        )
+        subprocess.run(
+            ["tmux", "-L", socket_name, "new-session", "-d", "-x", "100", "-y", "30",
+             f"cd {workdir} && env TERM=xterm-256color {exports} {TUI}"],
+            check=True,
+        )  # fmt: skip
+    else:
+        code = "from runctl_tui.ui.app import RunctlApp; from runctl_tui.core.config import load_config; RunctlApp(load_config()).run(headless=True)"
+        proc = subprocess.Popen([sys.executable, "-c", code, "runctl-tui"], env=env, cwd=workdir)
+    try:
+        pid = None
+        deadline = time.monotonic() + 20
+        while pid is None and time.monotonic() < deadline:
+            pid = find_pid("runctl-tui", marker.split("=", 1)[1])
+            time.sleep(0.2)
+        if pid is None:
+            raise RuntimeError("dashboard process not found")
+        time.sleep(8.0)  # warm-up: first polls, log tail catch-up, imports
+        start_cpu, start = cpu_seconds(pid), time.monotonic()
+        time.sleep(seconds)
+        used, elapsed = cpu_seconds(pid) - start_cpu, time.monotonic() - start
+        return 100.0 * used / elapsed, how
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+        subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=60.0, help="CPU measuring window")
+    parser.add_argument("--repeat", type=int, default=7, help="first-frame runs per app")
+    args = parser.parse_args()
+
+    from moto.server import ThreadedMotoServer
+
+    from runctl_tui.testing.runpod_server import RunPodTestServer
+
+    home = Path(tempfile.mkdtemp(prefix="runctl-bench-"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RUNCTL_", "RUNPOD_", "AWS_", "XDG_"))
+    }
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_STATE_HOME=str(home / ".local/state"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        AWS_CONFIG_FILE=str(home / "absent"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "absent"),
+        AWS_EC2_METADATA_DISABLED="true",
+        RUNCTL_LOCAL_USE_UV="0",
+    )
+
+    print("# runctl-tui dashboard benchmark")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+
+    # 1. time to first frame, alternating, local backend only (the default config).
+    bare: list[float] = []
+    dash: list[float] = []
+    first_frame("bare", env)  # warm the OS file cache for both
+    first_frame("dashboard", env)
+    for _ in range(args.repeat):
+        bare.append(first_frame("bare", env))
+        dash.append(first_frame("dashboard", env))
+    b, d = statistics.median(bare), statistics.median(dash)
+    print(
+        f"first frame: bare Textual app with the same widgets {b:.0f} ms, "
+        f"dashboard {d:.0f} ms (median of {args.repeat}) -> {d / b:.2f}x (target <= 1.3x)"
+    )
+
+    # 2. idle CPU with three backends.
+    runpod = RunPodTestServer(api_key="bench-key-123456").start()
+    for index in range(3):
+        runpod.add_pod(name=f"bench-pod-{index}")
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    cloud = dict(
+        env,
+        RUNPOD_API_KEY="bench-key-123456",
+        RUNCTL_RUNPOD_API_URL=runpod.url,
+        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+        AWS_ACCESS_KEY_ID="AKIARUNCTLBENCH00000",
+        AWS_SECRET_ACCESS_KEY="bench-secret-not-real",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    workdir = home / "work"
+    workdir.mkdir()
+    try:
+        quiet, how = idle_cpu(cloud, args.seconds, "quiet", workdir)
+        print(
+            f"idle CPU, 3 backends polling every 5 s, nothing changing ({how}, "
+            f"{args.seconds:.0f} s): {quiet:.2f}% of one core (target < 0.5%)"
+        )
+        steps = int((args.seconds + 30) * 10)
+        launch = subprocess.run(
+            [sys.executable, "-m", "runctl_tui", "local", "-b", str(DEMO),
+             "--epochs", "1", "--steps-per-epoch", str(steps), "--sleep", "0.1"],
+            env=cloud, cwd=workdir, capture_output=True, text=True,
+        )  # fmt: skip
+        if launch.returncode != 0:
+            print(f"could not start the 10 lines/s run: {launch.stderr.strip()}")
+            return 1
+        state = home / ".local/state/runctl"
+        state.mkdir(parents=True, exist_ok=True)
+        (state / "dashboard.json").write_text(json.dumps({"selected": "local:local"}))
+        busy, how = idle_cpu(cloud, args.seconds, "log", workdir)
+        print(
+            f"idle CPU, 3 backends polling, selected run's log growing at 10 lines/s ({how}, "
+            f"{args.seconds:.0f} s): {busy:.2f}% of one core (target < 2%)"
+        )
+        run_id = launch.stdout.split()[0] if launch.stdout.split() else ""
+        subprocess.run(
+            [sys.executable, "-m", "runctl_tui", "stop", "--grace", "2", run_id],
+            env=cloud, cwd=workdir, capture_output=True,
+        )  # fmt: skip
+    finally:
+        runpod.stop()
+        moto.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
