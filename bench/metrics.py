@@ -8,6 +8,9 @@ checkpoint saves, warnings), print-style metric lines (`iter N: loss X, time Y m
 `step N | loss=... lr=...`), transformers' printed dicts, JSON lines, tqdm bars with several
 `\\r` redraws per line and Keras bars with backspaces and ANSI codes.
 
+Both are timed as CPU time of this process (`time.process_time`), best of several runs, so
+other work on a shared machine disturbs the figures less than wall time would.
+
 Run: .venv/bin/python bench/metrics.py [--lines N] [--keep]
 """
 
