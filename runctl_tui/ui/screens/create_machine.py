@@ -17,10 +17,15 @@ from runctl_tui.core.config import Config
 from runctl_tui.core.models import CreateSpec, GpuOffer, Provider
 from runctl_tui.core.secrets import scrub
 
-TIERS: dict[Provider, tuple[tuple[str, bool], ...]] = {
-    Provider.RUNPOD: (("Secure cloud (on-demand)", False), ("Community cloud (cheaper)", True)),
-    Provider.AWS: (("On-demand", False), ("Spot (can be interrupted)", True)),
+TIERS: dict[Provider, tuple[tuple[str, str], ...]] = {
+    Provider.RUNPOD: (
+        ("Secure cloud (on-demand)", "secure"),
+        ("Community cloud (cheaper)", "community"),
+    ),
+    Provider.AWS: (("On-demand", "on-demand"), ("Spot (can be interrupted)", "spot")),
 }
+"""Tier choices per provider; distinct values, so switching provider always shows its own."""
+SPOT_TIERS = frozenset({"community", "spot"})
 
 
 def offer_price(offer: GpuOffer, spot: bool) -> float | None:
@@ -121,8 +126,8 @@ class CreateMachineScreen(ModalScreen[CreateSpec | None]):
                     with Vertical():
                         yield Label("Tier")
                         yield Select(
-                            [(label, spot) for label, spot in TIERS[first]],
-                            value=self._default_spot(first),
+                            list(TIERS[first]),
+                            value=self._default_tier(first),
                             allow_blank=False,
                             id="tier",
                             compact=True,
@@ -132,7 +137,7 @@ class CreateMachineScreen(ModalScreen[CreateSpec | None]):
                 yield Static("", id="offer-status", classes="dialog-note")
                 with Horizontal(classes="dialog-row"):
                     with Vertical():
-                        yield Label("GPUs per pod")
+                        yield Label("GPUs (RunPod)")
                         yield Input("1", id="count", type="integer", compact=True)
                     with Vertical():
                         yield Label("Disk GB")
@@ -149,10 +154,10 @@ class CreateMachineScreen(ModalScreen[CreateSpec | None]):
                 yield Button("Create", id="confirm", variant="primary", disabled=True, compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
 
-    def _default_spot(self, provider: Provider) -> bool:
+    def _default_tier(self, provider: Provider) -> str:
         if provider is Provider.RUNPOD:
-            return self.config.runpod.cloud_type == "COMMUNITY"
-        return bool(self.config.aws.spot)
+            return "community" if self.config.runpod.cloud_type == "COMMUNITY" else "secure"
+        return "spot" if self.config.aws.spot else "on-demand"
 
     def _default_image(self, provider: Provider) -> str:
         return self.config.runpod.image if provider is Provider.RUNPOD else self.config.aws.ami
@@ -204,15 +209,17 @@ class CreateMachineScreen(ModalScreen[CreateSpec | None]):
             status.add_class("-error")
         else:
             status.remove_class("-error")
-            status.update(f"{len(offers)} types from {provider.value}, live prices")
+            estimated = any(o.price_is_estimate for o in offers)
+            note = "; ~ marks estimated prices" if estimated else ", live prices"
+            status.update(f"{len(offers)} types from {provider.value}{note}")
         self._update_price()
 
     @on(Select.Changed, "#provider")
     def _provider_changed(self, event: Select.Changed) -> None:
         provider = self.provider
-        tier: Select[bool] = self.query_one("#tier", Select)
-        tier.set_options([(label, spot) for label, spot in TIERS[provider]])
-        tier.value = self._default_spot(provider)
+        tier: Select[str] = self.query_one("#tier", Select)
+        tier.set_options(list(TIERS[provider]))
+        tier.value = self._default_tier(provider)
         self.query_one("#image", Input).value = self._default_image(provider)
         self.query_one("#disk", Input).value = str(self._default_disk(provider))
         self.query_one("#count", Input).disabled = provider is Provider.AWS
@@ -232,7 +239,7 @@ class CreateMachineScreen(ModalScreen[CreateSpec | None]):
         return next((o for o in self.offers.get(self.provider, []) if o.id == value), None)
 
     def _spot(self) -> bool:
-        return self.query_one("#tier", Select).value is True
+        return self.query_one("#tier", Select).value in SPOT_TIERS
 
     def _count(self) -> int | None:
         if self.provider is Provider.AWS:
