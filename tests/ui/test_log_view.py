@@ -106,6 +106,7 @@ async def test_scrolling_up_pauses_with_counter_and_end_or_f_resumes() -> None:
         source.put([f"line {i}" for i in range(100)])
         await until(pilot, lambda: app.lines.visible_lines()[-1:] == ["line 99"], "the tail")
         app.lines.focus()
+        await pilot.pause()  # focus moves on the next message-loop turn
         await pilot.press("pageup")
         assert not app.lines.following
         assert app.log_view.has_class("-paused")
@@ -136,6 +137,7 @@ async def test_search_highlights_and_n_N_move_between_matches() -> None:
         source.put(lines)
         await until(pilot, lambda: app.lines.visible_lines()[-1:] == [lines[-1]], "the tail")
         app.lines.focus()
+        await pilot.pause()  # focus moves on the next message-loop turn
         await pilot.press("slash")
         await pilot.press(*"error", "enter")
         view = app.lines
@@ -172,6 +174,7 @@ async def test_filter_shows_only_matching_lines_and_reports_bad_regex() -> None:
         source.put([f"step {i} {'val_loss' if i % 10 == 0 else 'loss'}={i}" for i in range(100)])
         await until(pilot, lambda: len(app.lines.entries) == 100, "all lines")
         app.lines.focus()
+        await pilot.pause()  # focus moves on the next message-loop turn
         await pilot.press("ampersand")
         await pilot.press(*"val_loss=\\d0")
         assert list(app.lines.entries) == [10, 20, 30, 40, 50, 60, 70, 80, 90]
@@ -200,6 +203,7 @@ async def test_wrap_toggle_and_save(tmp_path: Path) -> None:
         await until(pilot, lambda: len(app.lines.entries) == 3, "lines")
         assert app.lines.row_count() == 4
         app.lines.focus()
+        await pilot.pause()  # focus moves on the next message-loop turn
         await pilot.press("w")
         width = app.lines.scrollable_content_region.width
         assert app.lines.row_count() == 1 + -(-200 // width) + 1 + 1
@@ -245,6 +249,7 @@ async def test_real_file_source_and_a_flood_keep_the_keyboard_responsive(tmp_pat
         app.log_view.set_source(source)
         await until(pilot, lambda: app.lines.visible_lines()[-1:] == ["old 49"], "file tail")
         app.lines.focus()
+        await pilot.pause()  # focus moves on the next message-loop turn
         payload = "".join(f"flood {i} " + "y" * 60 + "\n" for i in range(200_000))
         with log.open("a") as handle:
             handle.write(payload)
@@ -270,6 +275,7 @@ def test_snapshot_paused_with_search_highlight(snap_compare: Any) -> None:
         await until(pilot, lambda: app.log_view.buffer.total == 60, "lines")
         app.log_view.flush_now()
         app.lines.focus()
+        await pilot.pause()  # focus moves on the next message-loop turn
         await pilot.press("pageup")
         source.put(
             [f"epoch 2 step {i:3d} loss 0.1" for i in range(12)],

@@ -41,8 +41,10 @@ class _Watcher:
         self._stop.set()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            # Bounded: a watch thread that ignores the stop event must not hang the caller.
+            done, _ = await asyncio.wait({self._task}, timeout=2.0)
+            if not done:
+                _log.warning("file watcher for %s did not stop within 2 s", self._path)
 
     async def _run(self) -> None:
         from watchfiles import awatch

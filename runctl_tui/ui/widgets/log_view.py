@@ -285,26 +285,29 @@ class LogLines(ScrollView, can_focus=True):
         """End resumes following."""
         self.resume()
 
-    # A log scrolls at once: animated scrolling would lag behind the keys and the tail.
+    # A log scrolls at once: animated or deferred scrolling would lag behind keys and tail.
+    def _scroll_by_keys(self, y: float) -> None:
+        self.scroll_to(y=max(0, y), animate=False, immediate=True)
+
     def action_scroll_up(self) -> None:
         """Up one row (pauses following)."""
-        self.scroll_up(animate=False)
+        self._scroll_by_keys(self.scroll_y - 1)
 
     def action_scroll_down(self) -> None:
         """Down one row."""
-        self.scroll_down(animate=False)
+        self._scroll_by_keys(self.scroll_y + 1)
 
     def action_page_up(self) -> None:
         """Up one page (pauses following)."""
-        self.scroll_page_up(animate=False)
+        self._scroll_by_keys(self.scroll_y - self.scrollable_content_region.height)
 
     def action_page_down(self) -> None:
         """Down one page."""
-        self.scroll_page_down(animate=False)
+        self._scroll_by_keys(self.scroll_y + self.scrollable_content_region.height)
 
     def action_scroll_home(self) -> None:
         """To the oldest line (pauses following)."""
-        self.scroll_home(animate=False, x_axis=False)
+        self._scroll_by_keys(0)
 
     def on_resize(self, event: Resize) -> None:
         if self.wrap:
