@@ -6,7 +6,6 @@ notification, and runs the change in a worker so the keyboard never waits for a 
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import time
 from collections.abc import Callable
@@ -110,23 +109,13 @@ class FleetActions:
         self.app.push_screen(TerminateConfirmScreen(machine, self.clock(), check), done)
 
     async def _uncopied_checkpoints(self, row: FleetRow) -> list[str]:
-        """Checkpoint folders of runs on this machine that were never copied off it."""
-        found: list[str] = []
-        output_s3 = self.config.aws.output_s3 if row.machine.provider is Provider.AWS else ""
-        for run in self.fleet.runs_on(row.machine):
-            if not run.checkpoint_dir:
-                continue
-            if output_s3:
-                found.append(
-                    f"{run.checkpoint_dir} of run {run.id}: synced to {output_s3} by the agent "
-                    "only up to its last upload"
-                )
-            else:
-                found.append(
-                    f"{run.checkpoint_dir} of run {run.id} ({run.status.value}): no copy recorded"
-                )
-        await asyncio.sleep(0)
-        return found
+        """Checkpoints that exist only on this machine (asks the machine, with a timeout)."""
+        from runctl_tui.ui.remote import uncopied_checkpoints
+
+        backend = self.fleet.backends.get(row.machine.provider)
+        return await uncopied_checkpoints(
+            row, self.fleet.runs_on(row.machine), self.config, backend
+        )
 
     @work(group="terminate", exit_on_error=False, name="terminate")
     async def _terminate(self, machine: Machine) -> None:
@@ -234,13 +223,6 @@ class FleetActions:
         row = self._row_or_notify()
         if row is None:
             return
-        if row.machine.provider is not Provider.LOCAL:
-            self.app.notify(
-                "Starting runs on pods and instances from the dashboard is not available yet; "
-                f"use `runctl {row.machine.provider.value} train`.",
-                severity="warning",
-            )
-            return
         from runctl_tui.ui.screens.train_form import TrainFormScreen, TrainRequest
 
         def done(request: TrainRequest | None) -> None:
@@ -248,9 +230,14 @@ class FleetActions:
                 return
             self.session.train = request.values
             self.save_session()
-            self._launch(request.script, request.args, request.checkpoint_dir)
+            if row.machine.provider is Provider.LOCAL:
+                self._launch(request.script, request.args, request.checkpoint_dir)
+            else:
+                self._train_remote(row, request.script, request.args)
 
-        self.app.push_screen(TrainFormScreen(_label(row.machine), self.session.train), done)
+        remote = row.machine.provider is not Provider.LOCAL
+        form = TrainFormScreen(_label(row.machine), self.session.train, remote=remote)
+        self.app.push_screen(form, done)
 
     def action_resume(self) -> None:
         """Resume the selected run from the checkpoint selected in the checkpoint pane (`r`)."""
@@ -313,6 +300,21 @@ class FleetActions:
             self.app.notify, f"Run {new.id} resumed from {Path(checkpoint).name}.", title="run"
         )
         self.app.call_from_thread(self.refresh_runs_soon)
+
+    @work(group="launch", exit_on_error=False, name="start remote run")
+    async def _train_remote(self, row: FleetRow, script: str, args: tuple[str, ...]) -> None:
+        from runctl_tui.ui.remote import start_remote_training
+
+        where = _label(row.machine)
+        self.app.notify(f"Syncing this folder to {where} and starting {script}…")
+        backend = self.fleet.backends[row.machine.provider]
+
+        def progress(line: str) -> None:
+            self.app.notify(line, title=where, timeout=4)
+
+        run = await start_remote_training(row, self.config, backend, script, args, progress)
+        self.app.notify(f"Run {run.id} started on {where}.", title="run")
+        self.refresh_runs_soon()
 
     @work(group="launch", exit_on_error=False, name="start run", thread=True)
     def _launch(self, script: str, args: tuple[str, ...], checkpoint_dir: str | None) -> None:

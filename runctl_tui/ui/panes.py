@@ -130,17 +130,6 @@ def log_source_for(row: FleetRow, config: Config) -> tuple[Any | None, str]:
         except Exception as exc:
             return None, f"log tail not available: {scrub(str(exc))}"
         return source, run.log_path
-    ssh = row.machine.ssh
-    if ssh is None:
-        return None, "the machine has no SSH endpoint yet; the log appears once it has one"
-    if ssh.interactive_only:
-        return None, "this pod only offers RunPod's interactive SSH proxy; expose TCP port 22"
-    for module_name in ("runctl_tui.core.ssh", "runctl_tui.core.remote_runs"):
-        try:
-            module = importlib.import_module(module_name)
-        except Exception:
-            continue
-        cls = getattr(module, "RemoteFileLogSource", None)
-        if cls is not None:
-            return cls(ssh, run.log_path), f"{ssh.host}:{run.log_path}"
-    return None, "remote log tail not available in this build"
+    from runctl_tui.ui.remote import remote_log_source
+
+    return remote_log_source(row, run, config)

@@ -333,12 +333,22 @@ class DashboardScreen(FleetActions, Screen[None]):
             self._call(metrics_widget, "set_run", log, run_dir)
             cp_pane.border_subtitle = str(checkpoints)[-60:]
             metrics_pane.border_subtitle = run.id
-        else:
+        elif run is None:
             self._call(checkpoint_widget, "set_directory", None)
             self._call(metrics_widget, "set_run", None, None)
-            why = "no run on this machine" if run is None else "remote run: see `runctl` CLI"
-            cp_pane.border_subtitle = why
-            metrics_pane.border_subtitle = why
+            cp_pane.border_subtitle = metrics_pane.border_subtitle = "no run on this machine"
+        else:
+            from runctl_tui.ui.remote import checkpoint_lister
+
+            backend = self.fleet.backends.get(row.machine.provider)
+            lister, label = checkpoint_lister(row, run, self.config, backend)
+            if lister is not None and hasattr(checkpoint_widget, "set_remote"):
+                self._call(checkpoint_widget, "set_remote", lister, label, self.interval * 2)
+            else:
+                self._call(checkpoint_widget, "set_directory", None)
+            cp_pane.border_subtitle = label[-60:]
+            self._call(metrics_widget, "set_run", None, None)
+            metrics_pane.border_subtitle = "curves of remote runs: `runctl monitor`"
 
     def _pane_widget(self, key: str) -> Widget | None:
         try:

@@ -53,14 +53,17 @@ class TrainFormScreen(ModalScreen[TrainRequest | None]):
     Args:
         machine_label: Which machine the run will start on (shown in the title).
         last: The values used last time.
+        remote: A pod or instance: the current folder is synced there first, and the
+            checkpoint folder comes from the config.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, machine_label: str, last: TrainFormValues) -> None:
+    def __init__(self, machine_label: str, last: TrainFormValues, *, remote: bool = False) -> None:
         super().__init__()
         self.machine_label = machine_label
         self.last = last
+        self.remote = remote
 
     def compose(self) -> ComposeResult:
         with Vertical(id="train-dialog", classes="dialog"):
@@ -69,7 +72,11 @@ class TrainFormScreen(ModalScreen[TrainRequest | None]):
             yield Input(self.last.script, id="script", placeholder="train.py", compact=True)
             yield Label("Arguments (shell quoting)")
             yield Input(self.last.args, id="args", placeholder="--epochs 3 --lr 3e-4", compact=True)
-            yield Label("Checkpoint folder; empty: the config default")
+            if self.remote:
+                yield Label("This folder is synced to the machine first; checkpoints go to the")
+                yield Label("config's folder there, so the field below is for local runs only")
+            else:
+                yield Label("Checkpoint folder; empty: the config default")
             yield Input(
                 self.last.checkpoint_dir,
                 id="checkpoint-dir",
