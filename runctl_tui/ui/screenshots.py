@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -226,6 +227,11 @@ def make_demo_run(workdir: Path, registry: RunRegistry, now: float = FIXED_NOW) 
             stderr=subprocess.STDOUT,
             check=True,
         )
+    for path in checkpoints.glob("ckpt-*.json"):
+        # The example stamps checkpoints with the wall clock; pictures use the frozen one.
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["created"] = now - 60
+        path.write_text(json.dumps(data, indent=1), encoding="utf-8")
     for path in [*checkpoints.rglob("*"), *run_dir.rglob("*")]:
         os.utime(path, (now - 60, now - 60))
     run = Run(
