@@ -412,6 +412,8 @@ class Fleet:
         self.registry = registry if registry is not None else RunRegistry()
         self.runs: list[Run] = []
         self.runs_error: str | None = None
+        self.remote_run_errors: dict[Provider, str] = {}
+        """Why checking runs on a provider's machines last failed, by provider."""
         self.progress = ProgressReader(config, clock)
         self._progress: dict[str, RunProgress] = {}
 
@@ -517,6 +519,45 @@ class Fleet:
         if self.runs_error is not None:
             self.runs_error = None
             changed = True
+        return changed
+
+    async def refresh_remote_runs(self, provider: Provider, *, readonly: bool = False) -> bool:
+        """Ask pods / instances how their running runs are doing and record changes.
+
+        Connects over SSH once per running run, so call it less often than `poll`. Errors are
+        logged and kept in `remote_run_errors`, never raised.
+
+        Args:
+            provider: RunPod or AWS (anything else is a no-op).
+            readonly: Never start anything (AWS auto-resume is skipped).
+
+        Returns:
+            Whether any run's status changed.
+        """
+        backend = self.backends.get(provider)
+        if backend is None or provider is Provider.LOCAL:
+            return False
+        try:
+            if provider is Provider.RUNPOD:
+                module = importlib.import_module("runctl_tui.core.runpod_training")
+                changed = False
+                for run in self.runs:
+                    if run.backend is Provider.RUNPOD and run.status is RunStatus.RUNNING:
+                        now_run, _ = await module.refresh_run(backend, run, self.registry)
+                        changed = changed or now_run.status is not run.status
+            else:
+                module = importlib.import_module("runctl_tui.core.aws_training")
+                config = self.config
+                if readonly and config.aws.auto_resume:
+                    config = replace(config, aws=replace(config.aws, auto_resume=False))
+                changed = bool(await module.reconcile_runs(config, backend, registry=self.registry))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.remote_run_errors[provider] = _error_text(exc)
+            _log.warning("checking %s runs failed: %s", provider.value, _error_text(exc))
+            return False
+        self.remote_run_errors.pop(provider, None)
         return changed
 
     def machines(self) -> list[Machine]:

@@ -42,6 +42,8 @@ TABBED_BELOW_WIDTH = 120
 TABBED_BELOW_HEIGHT = 34
 COMPACT_COLUMNS_BELOW_WIDTH = 150
 MAX_BACKOFF_SECONDS = 120.0
+REMOTE_RUN_CHECK_SECONDS = 30.0
+"""How often runs on pods and instances are checked over SSH (finished, failed, interrupted)."""
 
 
 class FleetChanged(Message):
@@ -108,6 +110,7 @@ class DashboardScreen(FleetActions, Screen[None]):
         self._tabbed: bool | None = None
         self._save_timer: Timer | None = None
         self._polled_once: set[Provider] = set()
+        self._remote_checked: dict[Provider, float] = {}
 
     # ---- composition -------------------------------------------------------------------
 
@@ -211,6 +214,11 @@ class DashboardScreen(FleetActions, Screen[None]):
             )
             if first or not unchanged:
                 self.post_message(FleetChanged())
+            now = time.monotonic()
+            if now - self._remote_checked.get(provider, -1e9) >= REMOTE_RUN_CHECK_SECONDS:
+                self._remote_checked[provider] = now
+                if await self.fleet.refresh_remote_runs(provider, readonly=self.readonly):
+                    self.refresh_runs_soon()
             if snapshot.provider not in self.fleet.backends:
                 return
             delay = self.interval * (2 ** min(snapshot.failures, 6))
