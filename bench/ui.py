@@ -83,6 +83,42 @@ else:
 """
 
 
+BARE_IDLE = r"""
+import sys
+from pathlib import Path
+from textual.app import App
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Input, Static, Tab, Tabs
+from runctl_tui.core.logs import FileLogSource
+from runctl_tui.ui.widgets.log_view import LogView
+from runctl_tui.ui.widgets.checkpoint_browser import CheckpointBrowser
+from runctl_tui.ui.widgets.metrics_panel import MetricsPanel
+
+log = Path(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] else None
+
+
+class Bare(App[None]):
+    def compose(self):
+        yield Static("header")
+        with Vertical():
+            yield DataTable()
+        yield Tabs(Tab("a"), Tab("b"), Tab("c"))
+        with Horizontal():
+            yield LogView(id="log")
+            yield CheckpointBrowser()
+            yield MetricsPanel()
+        yield Footer()
+
+    def on_mount(self):
+        if log is not None:
+            self.query_one(LogView).set_source(FileLogSource(log))
+            self.query_one(LogView).focus()
+
+
+Bare().run()
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -129,11 +165,25 @@ def find_pid(name_part: str, parent_env_marker: str) -> int | None:
     return None
 
 
-def idle_cpu(env: dict[str, str], seconds: float, label: str, workdir: Path) -> tuple[float, str]:
-    """Percent of one core the dashboard used over `seconds`, after a warm-up."""
+def idle_cpu(
+    env: dict[str, str], seconds: float, label: str, workdir: Path, command: str = ""
+) -> tuple[float, str]:
+    """Percent of one core a TUI process used over `seconds`, after a warm-up.
+
+    Args:
+        env: Its environment.
+        seconds: The measuring window.
+        label: Tells this process apart from others (an environment marker).
+        workdir: Its working directory.
+        command: The shell command to run (default: `runctl-tui`).
+
+    Returns:
+        (percent of one core, how it ran).
+    """
+    command = command or str(TUI)
     marker = f"RUNCTL_BENCH_MARK={label}-{os.getpid()}"
     env = dict(env, RUNCTL_BENCH_MARK=marker.split("=", 1)[1])
-    socket_name = f"runctl-bench-{os.getpid()}"
+    socket_name = f"runctl-bench-{os.getpid()}-{label}"
     proc: subprocess.Popen[bytes] | None = None
     how = "tmux 100x30" if shutil.which("tmux") else "headless"
     if shutil.which("tmux"):
@@ -142,9 +192,11 @@ def idle_cpu(env: dict[str, str], seconds: float, label: str, workdir: Path) -> 
             for k, v in env.items()
             if k.startswith(("RUNCTL", "RUNPOD", "AWS", "HOME", "XDG"))
         )
+        # A tmux server that is still exiting refuses new sessions for a moment.
+        time.sleep(1.0)
         subprocess.run(
             ["tmux", "-L", socket_name, "new-session", "-d", "-x", "100", "-y", "30",
-             f"cd {workdir} && env TERM=xterm-256color {exports} {TUI}"],
+             f"cd {workdir} && env TERM=xterm-256color {exports} {command}"],
             check=True,
         )  # fmt: skip
     else:
@@ -154,7 +206,8 @@ def idle_cpu(env: dict[str, str], seconds: float, label: str, workdir: Path) -> 
         pid = None
         deadline = time.monotonic() + 20
         while pid is None and time.monotonic() < deadline:
-            pid = find_pid("runctl-tui", marker.split("=", 1)[1])
+            name = "runctl-tui" if command == str(TUI) else "bare_idle.py"
+            pid = find_pid(name, marker.split("=", 1)[1])
             time.sleep(0.2)
         if pid is None:
             raise RuntimeError("dashboard process not found")
@@ -232,7 +285,15 @@ def main() -> int:
     )
     workdir = home / "work"
     workdir.mkdir()
+    bare_script = home / "bare_idle.py"
+    bare_script.write_text(BARE_IDLE, encoding="utf-8")
+    bare_cmd = f"{sys.executable} {bare_script}"
     try:
+        bare_quiet, _ = idle_cpu(env, args.seconds, "bare-quiet", workdir, bare_cmd)
+        print(
+            f"baseline: bare Textual app, same widget classes, nothing to show: "
+            f"{bare_quiet:.2f}% of one core"
+        )
         quiet, how = idle_cpu(cloud, args.seconds, "quiet", workdir)
         print(
             f"idle CPU, 3 backends polling every 5 s, nothing changing ({how}, "
@@ -250,6 +311,12 @@ def main() -> int:
         state = home / ".local/state/runctl"
         state.mkdir(parents=True, exist_ok=True)
         (state / "dashboard.json").write_text(json.dumps({"selected": "local:local"}))
+        log_path = next((workdir / "runs").glob("*/train.log"))
+        bare_busy, _ = idle_cpu(env, args.seconds, "bare-log", workdir, f"{bare_cmd} {log_path}")
+        print(
+            f"baseline: bare Textual app, same widget classes, LogView following the same "
+            f"log at 10 lines/s: {bare_busy:.2f}% of one core"
+        )
         busy, how = idle_cpu(cloud, args.seconds, "log", workdir)
         print(
             f"idle CPU, 3 backends polling, selected run's log growing at 10 lines/s ({how}, "
