@@ -27,6 +27,7 @@ from runctl_tui.ui.screens.create_machine import CreateMachineScreen
 from runctl_tui.ui.screens.dashboard import DashboardScreen
 from runctl_tui.ui.screens.help import HelpScreen
 from runctl_tui.ui.screens.terminate_confirm import TerminateConfirmScreen
+from runctl_tui.ui.widgets.log_view import LogView
 from runctl_tui.ui.widgets.machines_table import MachinesTable
 
 API_KEY = "dashboard-test-key-0001"
@@ -294,21 +295,21 @@ async def test_drill_down_back_zoom_and_help(app_factory: Any, tmp_path: Path) -
         assert row.run.id == run.id
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.current_pane() == "log", "log pane focused")
-        log_view = screen.query_one("#log-widget")
-        assert getattr(log_view, "source", None) is not None, "the log pane follows the run"
+        log_view = screen.query_one("#log-widget", LogView)
+        assert log_view.source is not None, "the log pane follows the run"
         assert log_view.source.description.endswith("train.log")
         await pilot.press("escape")
         assert table(app).has_focus
         await pilot.press("z")
         assert screen.maximized is screen.query_one("#machines-pane")
         await pilot.press("z")
-        assert screen.maximized is None
+        assert not screen.maximized
         await pilot.press("tab")
         await wait_for(pilot, lambda: screen.current_pane() == "log", "tab to the log pane")
         await pilot.press("z")
         assert screen.maximized is screen.query_one("#log-pane")
         await pilot.press("escape")
-        assert screen.maximized is None
+        assert not screen.maximized
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "help")
         await pilot.pause()
@@ -356,7 +357,7 @@ async def test_run_finishing_notifies_and_marks_the_row(app_factory: Any, tmp_pa
     )  # fmt: skip
     app = app_factory(config)
     bells: list[float] = []
-    app.bell = lambda: bells.append(time.monotonic())  # type: ignore[method-assign]
+    app.bell = lambda: bells.append(time.monotonic())
     async with app.run_test(size=(100, 30)) as pilot:
         screen = dashboard(app)
         await wait_for(
