@@ -18,15 +18,17 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Input, Select
 
 from runctl_tui.core.config import Config
-from runctl_tui.core.local_runs import launch_local_run, run_is_alive, stop_run
+from runctl_tui.core.local_runs import launch_local_run, reconcile, run_is_alive, stop_run
 from runctl_tui.core.models import Provider, RunStatus
 from runctl_tui.core.runs import RunRegistry
 from runctl_tui.testing.runpod_server import RunPodTestServer
 from runctl_tui.ui.app import RunctlApp
+from runctl_tui.ui.screens.confirm import ConfirmScreen
 from runctl_tui.ui.screens.create_machine import CreateMachineScreen
 from runctl_tui.ui.screens.dashboard import DashboardScreen
 from runctl_tui.ui.screens.help import HelpScreen
 from runctl_tui.ui.screens.terminate_confirm import TerminateConfirmScreen
+from runctl_tui.ui.widgets.checkpoint_browser import CheckpointBrowser
 from runctl_tui.ui.widgets.log_view import LogView
 from runctl_tui.ui.widgets.machines_table import MachinesTable
 
@@ -437,4 +439,93 @@ async def test_train_form_starts_a_run_and_remembers(
         await pilot.pause()
         assert again.screen.query_one("#script", Input).value == script.name
         assert again.screen.query_one("#args", Input).value == "--lr 3e-4"
+        await pilot.press("escape")
+
+
+async def test_stop_asks_then_stops_the_local_run(app_factory: Any, tmp_path: Path) -> None:
+    config = make_config(None)
+    config.local.stop_grace_seconds = 2
+    run = launch_local_run(
+        config, str(DEMO), ["--epochs", "1", "--steps-per-epoch", "500", "--sleep", "0.2"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        app = app_factory(config)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = dashboard(app)
+            await wait_for(
+                pilot,
+                lambda: (
+                    (row := screen.selected_row()) is not None
+                    and row.run is not None
+                    and row.run.id == run.id
+                ),
+                "run shown",
+            )
+            await pilot.press("s")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "question")
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "declined")
+            assert run_is_alive(run), "declining keeps the run"
+            await pilot.press("s")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), "question")
+            await pilot.press("y")
+            await wait_for(
+                pilot,
+                lambda: RunRegistry().get(run.id).status is RunStatus.STOPPED,
+                "run stopped",
+                20,
+            )
+            assert not run_is_alive(run)
+    finally:
+        if run_is_alive(run):
+            stop_run(config, run.id, grace=1)
+
+
+async def test_resume_from_the_selected_checkpoint(app_factory: Any, tmp_path: Path) -> None:
+    config = make_config(None)
+    first = launch_local_run(
+        config, str(DEMO), ["--epochs", "1", "--steps-per-epoch", "20", "--sleep", "0"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while RunRegistry().get(first.id).status is RunStatus.RUNNING:
+        assert time.monotonic() < deadline, "the short run did not finish"
+        reconcile(RunRegistry())
+        time.sleep(0.1)
+    app = app_factory(config)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = dashboard(app)
+        browser = screen.query_one("#checkpoints-widget", CheckpointBrowser)
+        await wait_for(pilot, lambda: bool(browser.entries), "checkpoints listed")
+        await pilot.press("2")
+        await wait_for(pilot, lambda: browser.selected_entry is not None, "a checkpoint selected")
+        chosen = browser.selected_entry
+        assert chosen is not None
+        await pilot.press("r")
+        await wait_for(pilot, lambda: len(RunRegistry().list()) == 2, "resumed run", 15)
+    resumed = RunRegistry().list()[0]
+    assert resumed.id != first.id
+    assert "--resume" in resumed.args
+    assert any(chosen.name in arg for arg in resumed.args)
+    if RunRegistry().get(resumed.id).status is RunStatus.RUNNING:
+        stop_run(config, resumed.id, grace=1)
+
+
+async def test_a_hanging_backend_never_blocks_the_keyboard(
+    server: RunPodTestServer, app_factory: Any
+) -> None:
+    server.slow_next(20, 5.0)
+    config = make_config(server)
+    app = app_factory(config)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: "local:local" in table(app).shown_keys, "local row", 5)
+        started = time.monotonic()
+        await pilot.press("slash")
+        await pilot.press(*"vm")
+        assert dashboard(app).query_one("#filter", Input).value == "vm"
+        await pilot.press("escape", "question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "help", 2)
+        assert time.monotonic() - started < 2.0, "keys answered while RunPod hangs"
+        assert dashboard(app).fleet.snapshots[Provider.RUNPOD].fetched_at is None
         await pilot.press("escape")
