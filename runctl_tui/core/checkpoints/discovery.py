@@ -7,7 +7,9 @@ directory, a sharded model or a `best.pt` symlink look the same wherever they li
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import operator
 import os
 import posixpath
 import re
@@ -48,6 +50,29 @@ _COUNTER_WORDS = frozenset({"epoch", "ep", "step", "global_step", "steps", "iter
 _EXT_FORMATS = {ext.lstrip("."): fmt for ext, fmt in SUFFIX_FORMATS.items()}
 _TEMP_EXTS = frozenset(ext.lstrip(".") for ext in TEMP_SUFFIXES)
 _METRIC_RE = re.compile(r"([A-Za-z][A-Za-z0-9_/]*)=([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
+_BY_NAME = operator.attrgetter("name")
+_BY_MODIFIED = operator.attrgetter("modified")
+_POSITIONAL = (
+    "path",
+    "name",
+    "format",
+    "size_bytes",
+    "modified",
+    "step",
+    "epoch",
+    "metrics",
+    "aliases",
+    "parts",
+    "is_dir",
+    "location",
+    "link_target",
+    "writing",
+)
+# `classify` builds one CheckpointEntry per file with positional arguments (half the cost of
+# keywords on the listing's hot path); refuse to run on a reordered record rather than
+# silently filling the wrong fields.
+if tuple(f.name for f in dataclasses.fields(CheckpointEntry))[: len(_POSITIONAL)] != _POSITIONAL:
+    raise ImportError("CheckpointEntry's field order changed: update discovery._POSITIONAL")
 
 
 class RemoteFileLike(Protocol):
@@ -135,6 +160,47 @@ def _strip_suffixes(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
+def _name_facts(
+    name: str,
+) -> tuple[str, int | None, int | None, tuple[tuple[str, float], ...], bool] | None:
+    """(format, step, epoch, metrics, writing) of a file name, or None for a non-checkpoint."""
+    fmt = candidate_format(name)
+    if fmt is None:
+        return None
+    step, epoch, metrics = _parse_name(name)
+    return fmt, step, epoch, metrics, name.endswith(TEMP_SUFFIXES)
+
+
+def _single_file_entry(
+    path: str,
+    rel: str,
+    known: tuple[str, int | None, int | None, tuple[tuple[str, float], ...], bool],
+    size: int,
+    mtime: float,
+    location: str,
+) -> CheckpointEntry:
+    """The entry of a checkpoint that is one file, from `_name_facts` and its stat."""
+    fmt, step, epoch, metrics, writing = known
+    # Positional, in `_POSITIONAL`'s order (checked at import).
+    return CheckpointEntry(
+        path,
+        rel,
+        fmt,
+        size,
+        mtime,
+        step,
+        epoch,
+        dict(metrics) if metrics else {},
+        [],
+        [path],
+        False,
+        location,
+        None,
+        writing,
+    )
+
+
+@functools.lru_cache(maxsize=65536)
 def candidate_format(name: str) -> str | None:
     """The format a file name claims, or None when the name is not a checkpoint's."""
     base, dot, ext = name.rpartition(".")
@@ -169,10 +235,25 @@ def scan_local(directory: Path) -> list[FileFact]:
     Raises:
         NotFoundError: `directory` does not exist or is not a directory.
     """
-    root = os.path.abspath(directory)
+    return _scan(os.path.abspath(directory), None)
+
+
+def _scan(root: str, plain: dict[str, CheckpointEntry] | None) -> list[FileFact]:
+    """`scan_local`; with `plain`, single-file checkpoints go straight into it as entries.
+
+    A regular file outside any `checkpoint-N/` directory whose name is neither a shard's nor
+    an index's is a checkpoint of its own: `classify` would make exactly this entry from its
+    fact, so the listing skips the fact and the second pass over it.
+    """
     if not os.path.isdir(root):
         raise NotFoundError(f"checkpoint directory {root} does not exist (or is not a directory)")
     facts: list[FileFact] = []
+    append = facts.append
+    is_candidate = candidate_format
+    name_facts = _name_facts
+    single = _single_file_entry
+    new_fact = tuple.__new__  # FileFact's own __new__ is a Python function: skip it per file
+    skip = len(root + os.sep if root != os.sep else os.sep)  # where `classify` cuts `rel`
     stack: list[tuple[str, bool]] = [(root, False)]
     while stack:
         current, inside_hf = stack.pop()
@@ -187,9 +268,32 @@ def scan_local(directory: Path) -> list[FileFact]:
                     # Regular files first: d_type answers without a syscall, so only the
                     # checkpoint-looking ones cost their one stat.
                     if entry.is_file(follow_symlinks=False):
-                        if inside_hf or candidate_format(name):
+                        if inside_hf:
                             st = entry.stat(follow_symlinks=False)
-                            facts.append(FileFact(entry.path, st.st_size, st.st_mtime))
+                        elif (
+                            plain is not None
+                            and "-of-" not in name
+                            and not name.endswith(".index.json")
+                        ):
+                            known = name_facts(name)
+                            if known is None:
+                                continue
+                            st = entry.stat(follow_symlinks=False)
+                            path = entry.path
+                            plain[path] = single(
+                                path, path[skip:], known, st.st_size, st.st_mtime, "local"
+                            )
+                            continue
+                        elif is_candidate(name):
+                            st = entry.stat(follow_symlinks=False)
+                        else:
+                            continue
+                        append(
+                            new_fact(
+                                FileFact,
+                                (entry.path, st.st_size, st.st_mtime, False, None, False),
+                            )
+                        )
                         continue
                     if entry.is_symlink():
                         target = os.path.basename(os.readlink(entry.path).rstrip("/"))
@@ -235,7 +339,9 @@ def list_checkpoints(directory: Path) -> list[CheckpointEntry]:
         NotFoundError: The directory does not exist.
     """
     root = os.path.abspath(directory)
-    return classify(scan_local(Path(root)), root, location="local")
+    plain: dict[str, CheckpointEntry] = {}
+    facts = _scan(root, plain)
+    return _classify(facts, root, "local", os.sep, plain)
 
 
 def classify_remote(files: Sequence[RemoteFileLike], root: str) -> list[CheckpointEntry]:
@@ -340,14 +446,27 @@ def classify(
         The entries: Trainer directories, sharded models, single files, and symlinks to
         something outside the listing; symlinks to a listed checkpoint become its aliases.
     """
+    return _classify(facts, root, location, sep, {})
+
+
+def _classify(
+    facts: Iterable[FileFact],
+    root: str,
+    location: str,
+    sep: str,
+    entries: dict[str, CheckpointEntry],
+) -> list[CheckpointEntry]:
+    """`classify`, adding to the single-file `entries` a scan has already made."""
     root = root.rstrip(sep) or sep
     prefix = root + sep if root != sep else sep
+    skip = len(prefix)
     groups: dict[str, _Group] = {}
-    entries: dict[str, CheckpointEntry] = {}
     links: list[FileFact] = []
+    name_facts = _name_facts
+    single = _single_file_entry
     for fact in facts:
-        path = fact.path
-        rel = path[len(prefix) :] if path.startswith(prefix) else path.lstrip(sep)
+        path, size, mtime, _, link_target, broken = fact
+        rel = path[skip:] if path.startswith(prefix) else path.lstrip(sep)
         if "checkpoint-" in rel:
             parts = rel.split(sep)
             hf_index = next((i for i, p in enumerate(parts[:-1]) if HF_DIR_RE.match(p)), None)
@@ -356,7 +475,7 @@ def classify(
                 group = groups.setdefault(dir_path, _Group(dir_path, "hf-trainer", is_dir=True))
                 group.parts.append(fact)
                 continue
-        if fact.link_target is not None or fact.broken:
+        if link_target is not None or broken:
             links.append(fact)
             continue
         name = rel.rpartition(sep)[2]
@@ -371,23 +490,9 @@ def classify(
                 )
                 group.parts.append(fact)
                 continue
-        fmt = candidate_format(name)
-        if fmt is None:
-            continue
-        step, epoch, metrics = _parse_name(name)
-        entries[path] = CheckpointEntry(
-            path=path,
-            name=rel,
-            format=fmt,
-            size_bytes=fact.size,
-            modified=fact.mtime,
-            step=step,
-            epoch=epoch,
-            metrics=dict(metrics),
-            parts=[path],
-            location=location,
-            writing=name.endswith(TEMP_SUFFIXES),
-        )
+        known = name_facts(name)
+        if known is not None:
+            entries[path] = single(path, rel, known, size, mtime, location)
     for group in groups.values():
         entry = _entry(group, root, location, sep)
         entries[entry.path] = entry
@@ -399,7 +504,11 @@ def classify(
                 owners.setdefault(part, entry)
         for link in links:
             _add_link(entries, owners, link, root, location, sep)
-    return sorted(entries.values(), key=lambda e: (e.modified, e.name), reverse=True)
+    # Newest first, ties by name (descending): two stable sorts on single keys, which compare
+    # as plain floats and strings, cost a fraction of one sort on (modified, name) tuples.
+    ordered = sorted(entries.values(), key=_BY_NAME, reverse=True)
+    ordered.sort(key=_BY_MODIFIED, reverse=True)
+    return ordered
 
 
 def _add_link(
