@@ -101,6 +101,10 @@ def test_monitor_usage_and_missing_file_errors(tmp_path: Path) -> None:
     assert "does not exist" in missing.stderr and "--follow" in missing.stderr
     no_dir = runctl("monitor", "--checkpoint", str(tmp_path / "none"), cwd=tmp_path)
     assert no_dir.returncode == 1
+    for extra in ((), ("--follow",)):
+        a_dir = runctl("monitor", "--log", str(tmp_path), *extra, cwd=tmp_path)
+        assert a_dir.returncode == 1
+        assert "is a directory, not a log file" in a_dir.stderr
 
 
 def test_monitor_follows_log_and_checkpoints_at_once(
