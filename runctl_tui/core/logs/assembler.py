@@ -74,6 +74,7 @@ class LineAssembler:
             The lines completed by this block, in order, without newlines.
         """
         lines: list[str] = []
+        start = 0
         if self._active:
             first = data.find(b"\n")
             if first == -1:
@@ -83,16 +84,21 @@ class LineAssembler:
             line = self.flush_line()
             if line is not None:
                 lines.append(line)
-            data = data[first + 1 :]
+            start = first + 1
         last = data.rfind(b"\n")
-        if last == -1:
-            if data:
-                self.extend_partial(data)
+        if last < start:
+            if start < len(data):
+                self.extend_partial(data[start:] if start else data)
             return lines
-        lines.extend(self.decode_lines(data[:last]))
-        rest = data[last + 1 :]
-        if rest:
-            self.extend_partial(rest)
+        # Decode straight from the block (no copy of the body); the control-byte check runs
+        # over the whole block, which can only make it err towards the careful path.
+        body = self._decode_range(data, start, last)
+        if lines:
+            lines.extend(body)
+        else:
+            lines = body
+        if last + 1 < len(data):
+            self.extend_partial(data[last + 1 :])
         return lines
 
     def decode_lines(self, body: bytes) -> list[str]:
@@ -104,9 +110,15 @@ class LineAssembler:
         Returns:
             Display lines: collapsed, controls made visible, long lines cut.
         """
-        text = body.decode("utf-8", "replace")
+        return self._decode_range(body, 0, len(body))
+
+    def _decode_range(self, data: bytes, start: int, stop: int) -> list[str]:
+        if start == 0 and stop == len(data):
+            text = data.decode("utf-8", "replace")
+        else:
+            text = str(memoryview(data)[start:stop], "utf-8", "replace")
         lines = text.split("\n")
-        special = special_bytes(body)
+        special = special_bytes(data)
         if special:
             if b"\r" in special or b"\b" in special:
                 lines = [collapse_line(s) if ("\r" in s or "\b" in s) else s for s in lines]

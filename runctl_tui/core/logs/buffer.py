@@ -68,8 +68,13 @@ class LineBuffer:
             skipped: Lines that came before `lines` but were never kept (they would have
                 been dropped at once); they still count in the numbering.
         """
-        self._lines.extend(lines)
-        self.total += skipped + len(lines)
+        count = len(lines)
+        if count > self.max_lines and isinstance(lines, (list, tuple)):
+            # Only the newest max_lines can stay: do not push the rest through the deque.
+            self._lines.extend(lines[count - self.max_lines :])
+        else:
+            self._lines.extend(lines)
+        self.total += skipped + count
 
     def add(self, chunk: LogChunk) -> int:
         """Take in a chunk from a `LogSource`.
