@@ -112,6 +112,8 @@ class Bare(App[None]):
     def on_mount(self):
         if log is not None:
             self.query_one(LogView).set_source(FileLogSource(log))
+            self.query_one(CheckpointBrowser).set_directory(log.parent.parent.parent / "checkpoints")
+            self.query_one(MetricsPanel).set_run(log, log.parent)
             self.query_one(LogView).focus()
 
 
@@ -166,7 +168,12 @@ def find_pid(name_part: str, parent_env_marker: str) -> int | None:
 
 
 def idle_cpu(
-    env: dict[str, str], seconds: float, label: str, workdir: Path, command: str = ""
+    env: dict[str, str],
+    seconds: float,
+    label: str,
+    workdir: Path,
+    command: str = "",
+    expect: str = "",
 ) -> tuple[float, str]:
     """Percent of one core a TUI process used over `seconds`, after a warm-up.
 
@@ -176,6 +183,7 @@ def idle_cpu(
         label: Tells this process apart from others (an environment marker).
         workdir: Its working directory.
         command: The shell command to run (default: `runctl-tui`).
+        expect: Text that must be on screen once warmed up (checks the scenario is real).
 
     Returns:
         (percent of one core, how it ran).
@@ -212,6 +220,14 @@ def idle_cpu(
         if pid is None:
             raise RuntimeError("dashboard process not found")
         time.sleep(8.0)  # warm-up: first polls, log tail catch-up, imports
+        if proc is None:
+            screen = subprocess.run(
+                ["tmux", "-L", socket_name, "capture-pane", "-p"],
+                capture_output=True,
+                text=True,
+            ).stdout
+            if expect and expect not in screen:
+                raise RuntimeError(f"{label}: expected {expect!r} on screen, got:\n{screen}")
         start_cpu, start = cpu_seconds(pid), time.monotonic()
         time.sleep(seconds)
         used, elapsed = cpu_seconds(pid) - start_cpu, time.monotonic() - start
@@ -294,12 +310,12 @@ def main() -> int:
             f"baseline: bare Textual app, same widget classes, nothing to show: "
             f"{bare_quiet:.2f}% of one core"
         )
-        quiet, how = idle_cpu(cloud, args.seconds, "quiet", workdir)
+        quiet, how = idle_cpu(cloud, args.seconds, "quiet", workdir, expect="bench-pod-0")
         print(
             f"idle CPU, 3 backends polling every 5 s, nothing changing ({how}, "
             f"{args.seconds:.0f} s): {quiet:.2f}% of one core (target < 0.5%)"
         )
-        steps = int((args.seconds + 30) * 10)
+        steps = int((2 * args.seconds + 60) * 10)  # lasts through both measurements
         launch = subprocess.run(
             [sys.executable, "-m", "runctl_tui", "local", "-b", str(DEMO),
              "--epochs", "1", "--steps-per-epoch", str(steps), "--sleep", "0.1"],
@@ -314,10 +330,10 @@ def main() -> int:
         log_path = next((workdir / "runs").glob("*/train.log"))
         bare_busy, _ = idle_cpu(env, args.seconds, "bare-log", workdir, f"{bare_cmd} {log_path}")
         print(
-            f"baseline: bare Textual app, same widget classes, LogView following the same "
-            f"log at 10 lines/s: {bare_busy:.2f}% of one core"
+            f"baseline: bare Textual app, same widget classes following the same run (log at "
+            f"10 lines/s, its checkpoints and metrics): {bare_busy:.2f}% of one core"
         )
-        busy, how = idle_cpu(cloud, args.seconds, "log", workdir)
+        busy, how = idle_cpu(cloud, args.seconds, "log", workdir, expect="loss=")
         print(
             f"idle CPU, 3 backends polling, selected run's log growing at 10 lines/s ({how}, "
             f"{args.seconds:.0f} s): {busy:.2f}% of one core (target < 2%)"
