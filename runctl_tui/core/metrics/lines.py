@@ -89,6 +89,8 @@ _VALUE_START = frozenset("0123456789-+.nNiIt'\"")
 _TRAILING = ",;|)]}'\"%:"
 _METRIC, _STEP, _EPOCH = 0, 1, 2
 _UNKNOWN: Any = object()
+_MARKERS = (b"\x1b", b"\r", b"it/s", b"/step")
+"""What sends a line past its shape's plan to the general route (see `LineMetricsParser._line`)."""
 _new_point = tuple.__new__
 
 
@@ -198,6 +200,8 @@ class LineMetricsParser:
         self._prev_kind = ""
         self._rich_step: tuple[float, float | None, int | None] = (0.0, None, None)
         self._plans: dict[bytes, _Plan | None] = {}
+        self._clean: dict[bytes, _Plan | None] = {}
+        """The plans of shapes without a marker of `_MARKERS`: `feed` applies them directly."""
         self._tqdm_tail = ""
         self._desc_epoch: dict[str, int] = {}
         self._tqdm_shown: dict[str, str] = {}
@@ -212,39 +216,130 @@ class LineMetricsParser:
             The new points, in occurrence order.
         """
         out: list[MetricPoint] = []
-        segment = self._segment
-        plans_get = self._plans.get
-        apply = self._apply
+        if not isinstance(lines, list):
+            lines = list(lines)
+        if not lines:
+            return out
+        line_path = self._line
+        if self._extra:
+            for line in lines:
+                line_path(line, out)
+            return out
+        # The shapes of all lines without redraws at once: one join, encode, translate and
+        # split in C for the whole chunk instead of an encode and a translate per line (bar
+        # redraws are left out: long, non-ASCII, and never dispatched by shape). A line
+        # holding the separator would shift the shapes; the count shows it.
+        single = [line for line in lines if "\r" not in line]
+        shapes = "\0".join(single).encode("utf-8", "replace").translate(None, _SHAPE_DELETE)
+        shape_list = shapes.split(b"\0")
+        if len(shape_list) != len(single):
+            for line in lines:
+                line_path(line, out)
+            return out
+        next_shape = iter(shape_list).__next__
+        clean_get = self._clean.get
         slow = self._slow
         unknown = _UNKNOWN
-        delete = _SHAPE_DELETE
-        special = bool(self._extra)
+        series = self._series
+        append = out.append
+        new_point = _new_point
+        point_type = MetricPoint
+        tqdm = self._tqdm
+        segment = self._segment
+        previous = self._prev_kind
         for line in lines:
-            if "\x1b" in line:
-                line = _ANSI.sub("", line)
             if "\r" in line:
-                if "\x08" in line:
-                    line = line.replace("\x08", "")
-                for part in line.split("\r"):
-                    if not part:
-                        continue
-                    if not special and "it/s" in part and " [" in part and "━" not in part:
-                        self._prev_kind = ""
-                        self._tqdm(part, out)  # a tqdm redraw: skip the dispatcher
-                    else:
-                        segment(part, out)
-            elif special or self._prev_kind or "it/s" in line or "/step" in line:
-                segment(line, out)
-            else:
-                # The common case, inlined (see `_segment`): the line's shape and its plan.
-                shape = line.encode("utf-8", "replace").translate(None, delete)
-                plan = plans_get(shape, unknown)
+                if "\x1b" in line:
+                    line_path(line, out)  # ANSI codes go first: they may hide a `\r`
+                else:
+                    # Progress-bar redraws: `_line`'s branch, inlined.
+                    if "\x08" in line:
+                        line = line.replace("\x08", "")
+                    for part in line.split("\r"):
+                        if not part:
+                            continue
+                        if "it/s" in part and " [" in part and "━" not in part:
+                            self._prev_kind = ""
+                            tqdm(part, out)  # a tqdm redraw: skip the dispatcher
+                        else:
+                            segment(part, out)
+                previous = self._prev_kind
+                continue
+            shape = next_shape()
+            if not previous:
+                # A shape without `\r`, ANSI or a progress-bar marker has none in its line
+                # either (removing digits cannot remove them), so the line goes straight to
+                # its plan: what `_line` would do, without its tests.
+                plan = clean_get(shape, unknown)
                 if plan is None:
+                    continue  # a shape known to hold no metric
+                if plan is not unknown:
+                    # `_apply`, inlined: this runs for most metric lines of a log.
+                    size, dict_mode, slices, metrics, step_at, epoch_at, checks = plan
+                    tokens = line.split()
+                    if len(tokens) != size:
+                        slow(line, shape, out)
+                        continue
+                    fits = True
+                    for index, prefix in checks:
+                        if not tokens[index].startswith(prefix):
+                            fits = False
+                            break
+                    if fits:
+                        values: list[float] = []
+                        try:
+                            for index, begin, end in slices:
+                                values.append(float(tokens[index][begin:end]))
+                        except ValueError:
+                            fits = False
+                    if not fits:
+                        slow(line, shape, out)
+                        continue
+                    step: float | None = values[step_at] if step_at >= 0 else None
+                    epoch: float | None = values[epoch_at] if epoch_at >= 0 else None
+                    if step is None and not dict_mode:
+                        step = epoch
+                    count = not dict_mode
+                    for name, at in metrics:
+                        value = values[at]
+                        state = series.get(name)
+                        if state is None:
+                            state = series[name] = [0, None, None]
+                        point_step = step
+                        if point_step is None:
+                            if count:
+                                point_step = float(state[0] + 1)
+                        elif state[1] == point_step and state[2] == value:
+                            continue
+                        state[0] += 1
+                        state[1] = point_step
+                        state[2] = value
+                        append(new_point(point_type, (name, point_step, value)))
+                    if epoch is not None and epoch_at >= 0 and step_at >= 0:
+                        self._emit("epoch", step, epoch, out, count)
                     continue
-                if plan is unknown or not apply(plan, line, out):
-                    slow(line, shape, out)
-                    plans_get = self._plans.get  # `_remember` may have started a new dict
+            line_path(line, out)
+            previous = self._prev_kind
         return out
+
+    def _line(self, line: str, out: list[MetricPoint]) -> None:
+        """Parse one line by the general route (redraws, ANSI codes, bars, extra patterns)."""
+        if "\x1b" in line:
+            line = _ANSI.sub("", line)
+        if "\r" in line:
+            if "\x08" in line:
+                line = line.replace("\x08", "")
+            special = bool(self._extra)
+            for part in line.split("\r"):
+                if not part:
+                    continue
+                if not special and "it/s" in part and " [" in part and "━" not in part:
+                    self._prev_kind = ""
+                    self._tqdm(part, out)  # a tqdm redraw: skip the dispatcher
+                else:
+                    self._segment(part, out)
+        else:
+            self._segment(line, out)
 
     # The dispatcher: progress bars by substring tests; every other line by its shape.
     def _segment(self, s: str, out: list[MetricPoint]) -> None:
@@ -282,7 +377,10 @@ class LineMetricsParser:
         plans = self._plans
         if len(plans) >= MAX_SHAPES:
             plans.clear()  # unbounded variety (hashes, paths): start over, stay bounded
+            self._clean.clear()
         plans[shape] = plan
+        if not any(marker in shape for marker in _MARKERS):
+            self._clean[shape] = plan
 
     def _slow(self, s: str, shape: bytes, out: list[MetricPoint]) -> None:
         """Parse a line of a shape not seen before, and remember what its shape holds."""
@@ -578,8 +676,8 @@ class LineMetricsParser:
         self._tqdm_tail = tail
         if not tail:
             return
-        head = s[:start]
-        counter = head[head.rfind(" ") + 1 :]
+        # The head (`s[:start]`) is searched in place rather than sliced off.
+        counter = s[s.rfind(" ", 0, start) + 1 : start]
         slash = counter.find("/")
         if slash >= 0:
             done = counter[:slash]
@@ -590,9 +688,9 @@ class LineMetricsParser:
         if not done.isdigit():
             return
         step = float(done)
-        if "poch" in head and total.isdigit():
-            bar = head.find("|")
-            desc = head[:bar] if bar >= 0 else head
+        if total.isdigit() and s.find("poch", 0, start) >= 0:
+            bar = s.find("|", 0, start)
+            desc = s[: bar if bar >= 0 else start]
             epoch = self._desc_epoch.get(desc, -1)
             if epoch < 0:
                 match = _EPOCH_IN_DESC.search(desc)
@@ -602,7 +700,7 @@ class LineMetricsParser:
                 self._desc_epoch[desc] = epoch
             step += epoch * float(total)
         shown = self._tqdm_shown
-        emit = self._emit
+        series = self._series
         for item in tail.split(", "):
             eq = item.find("=")
             if eq <= 0:
@@ -621,7 +719,16 @@ class LineMetricsParser:
                 if number is None:
                     continue
                 value = number
-            emit(key, step, value, out, False)
+            # `_emit(key, step, value, out, False)`, inlined: once per value a bar shows.
+            state = series.get(key)
+            if state is None:
+                state = series[key] = [0, None, None]
+            elif state[1] == step and state[2] == value:
+                continue
+            state[0] += 1
+            state[1] = step
+            state[2] = value
+            out.append(_new_point(MetricPoint, (key, step, value)))
 
     def _rich(self, s: str, out: list[MetricPoint]) -> None:
         rate = s.find("it/s")
