@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from textual.binding import Binding
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Select
 
@@ -529,3 +530,22 @@ async def test_a_hanging_backend_never_blocks_the_keyboard(
         assert time.monotonic() - started < 2.0, "keys answered while RunPod hangs"
         assert dashboard(app).fleet.snapshots[Provider.RUNPOD].fetched_at is None
         await pilot.press("escape")
+
+
+async def test_every_action_is_in_the_command_palette(app_factory: Any) -> None:
+    from textual.command import CommandPalette
+
+    app = app_factory(make_config(None))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), "palette")
+        await pilot.press(*"help: keys")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "help from palette")
+    from runctl_tui.ui.commands import COMMANDS
+
+    actions = {action.split("(")[0] for _, action, _ in COMMANDS}
+    bound = {b.action.split("(")[0] for b in DashboardScreen.BINDINGS if isinstance(b, Binding)}
+    missing = bound - actions - {"back", "prev_pane"}
+    assert not missing, f"keys without a palette command: {missing}"
