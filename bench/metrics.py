@@ -17,8 +17,8 @@ redraws per line. The captures hold about 2.2 points and 3.1 redraws per line, t
 about 2.0 points and 0.5 redraws (fewer of the captures' lines hold a point, 38% against 60%,
 but those hold more), so per line the mix is not heavier than real output and is kept.
 
-A third figure bounds what any parser written in Python can reach here: the floor does only
-the work whose result the caller receives, with none of the parsing: the baseline's line
+A third figure bounds what a pure-Python parser returning `MetricPoint`s can reach here: the
+floor does only the work whose result the caller receives, none of the parsing: the baseline's line
 iteration, then for each point the parser found, `float()` of its text, the per-series
 last-point state (count, step, value) that makes every value count once, and the
 `MetricPoint` itself.
