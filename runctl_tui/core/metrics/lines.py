@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
+from itertools import islice
 from typing import Any, NamedTuple
 
 from runctl_tui.core.metrics.models import MetricPoint
@@ -89,6 +90,9 @@ _VALUE_START = frozenset("0123456789-+.nNiIt'\"")
 _TRAILING = ",;|)]}'\"%:"
 _METRIC, _STEP, _EPOCH = 0, 1, 2
 _UNKNOWN: Any = object()
+_BATCH = 4096
+"""Lines whose shapes `feed` computes in one pass: few enough that a 64 MB read does not hold
+a second copy of itself, many enough that the per-pass cost vanishes."""
 _MARKERS = (b"\x1b", b"\r", b"it/s", b"/step")
 """What sends a line past its shape's plan to the general route (see `LineMetricsParser._line`)."""
 _new_point = tuple.__new__
@@ -216,15 +220,18 @@ class LineMetricsParser:
             The new points, in occurrence order.
         """
         out: list[MetricPoint] = []
-        if not isinstance(lines, list):
-            lines = list(lines)
-        if not lines:
-            return out
-        line_path = self._line
         if self._extra:
             for line in lines:
-                line_path(line, out)
+                self._line(line, out)
             return out
+        remaining = iter(lines)
+        while batch := list(islice(remaining, _BATCH)):
+            self._batch(batch, out)
+        return out
+
+    def _batch(self, lines: list[str], out: list[MetricPoint]) -> None:
+        """`feed` for a bounded number of lines (their shapes are held at once)."""
+        line_path = self._line
         # The shapes of all lines without redraws at once: one join, encode, translate and
         # split in C for the whole chunk instead of an encode and a translate per line (bar
         # redraws are left out: long, non-ASCII, and never dispatched by shape). A line
@@ -235,7 +242,7 @@ class LineMetricsParser:
         if len(shape_list) != len(single):
             for line in lines:
                 line_path(line, out)
-            return out
+            return
         next_shape = iter(shape_list).__next__
         clean_get = self._clean.get
         slow = self._slow
@@ -320,7 +327,6 @@ class LineMetricsParser:
                     continue
             line_path(line, out)
             previous = self._prev_kind
-        return out
 
     def _line(self, line: str, out: list[MetricPoint]) -> None:
         """Parse one line by the general route (redraws, ANSI codes, bars, extra patterns)."""
