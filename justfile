@@ -22,14 +22,20 @@ run *ARGS:
 demo:
     {{venv}}/bin/runctl-tui --demo
 
-# The dashboard beside the loopback RunPod test server (no account needed).
-demo-cloud port="8765":
+# The dashboard beside the loopback RunPod and AWS (moto) test servers; no account needed.
+demo-cloud port="8765" aws_port="8766":
     #!/usr/bin/env bash
     set -euo pipefail
     {{python}} -m runctl_tui.testing.runpod_server --port {{port}} &
-    server=$!
-    trap 'kill $server' EXIT
-    RUNPOD_API_KEY=demo-key RUNCTL_RUNPOD_API_URL=http://127.0.0.1:{{port}} {{venv}}/bin/runctl-tui --demo
+    rp=$!
+    {{python}} -m moto.server -p {{aws_port}} >/dev/null 2>&1 &
+    moto=$!
+    trap 'kill $rp $moto' EXIT
+    sleep 1
+    RUNPOD_API_KEY=demo-key RUNCTL_RUNPOD_API_URL=http://127.0.0.1:{{port}} \
+    AWS_ENDPOINT_URL=http://127.0.0.1:{{aws_port}} AWS_ACCESS_KEY_ID=AKIADEMO000000000000 \
+    AWS_SECRET_ACCESS_KEY=demo-secret AWS_DEFAULT_REGION=us-east-1 \
+    {{venv}}/bin/runctl-tui --demo
 
 # Build the wheel into dist/.
 build:
@@ -68,6 +74,8 @@ bench:
     {{python}} bench/logs.py
     {{python}} bench/metrics.py
     {{python}} bench/checkpoints.py
+    {{python}} bench/local_runs.py
+    {{python}} bench/ssh.py
     {{python}} bench/ui.py
 
 # Regenerate the SVG screenshots in screenshots/ from a deterministic state.
