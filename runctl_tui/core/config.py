@@ -158,7 +158,11 @@ class MonitorConfig:
     log_buffer_lines: int = _key(10000, "Lines of log kept in memory per pane.")
     stall_seconds: float = _key(600.0, "A run with no new step for this long is stalled.")
     divergence_factor: float = _key(
-        3.0, "A loss above this multiple of its running minimum is diverging."
+        3.0,
+        "A loss is diverging when its smoothed curve (median of the last 5 points, then"
+        " debiased EMA 0.8) stays above this multiple of the smoothed curve's running minimum"
+        " for 2 points in a row, after 10 warm-up points; raw minibatch noise and single"
+        " spikes do not count. NaN/inf alerts at once.",
     )
     metrics_regex: list[str] = _key(
         [], "Extra regexes with named groups (step, name, value) for exotic log formats."

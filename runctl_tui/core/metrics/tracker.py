@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from runctl_tui.core.metrics.detectors import Alert, check_series, check_stall
+from runctl_tui.core.metrics.detectors import Alert, DivergenceWatch, check_series, check_stall
 from runctl_tui.core.metrics.files import (
     CsvReader,
     EventsReader,
@@ -140,6 +140,8 @@ class MetricsTracker:
         self.last_point_at: float | None = None
         """Wall time when a new point last arrived; None before the first."""
         self._total_points = 0
+        self._watches: dict[str, DivergenceWatch] = {}
+        """Divergence state per loss series, so each `alerts` call reads only new points."""
 
     @property
     def sources(self) -> list[Path]:
@@ -238,7 +240,7 @@ class MetricsTracker:
         Returns:
             The alerts, stall first.
         """
-        alerts = check_series(self.series, divergence_factor)
+        alerts = check_series(self.series, divergence_factor, self._watches)
         if running:
             since = self.last_point_at if self.last_point_at is not None else self.started_at
             stall = check_stall(since, self._clock() if now is None else now, stall_seconds)
