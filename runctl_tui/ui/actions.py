@@ -6,28 +6,131 @@ notification, and runs the change in a worker so the keyboard never waits for a 
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import importlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import work
 
 from runctl_tui.core.config import Config
-from runctl_tui.core.errors import RunctlError
+from runctl_tui.core.errors import BackendError, NotFoundError, RunctlError
 from runctl_tui.core.fleet import Fleet, FleetRow, is_running
 from runctl_tui.core.models import CreateSpec, Machine, MachineState, Provider, Run
+from runctl_tui.core.runs import RunRegistry
 from runctl_tui.core.session_state import SessionState
 
 if TYPE_CHECKING:
     from textual.app import App
 
 READONLY_HINT = "the dashboard is readonly (--readonly or [ui] readonly)"
+CHECK_TIMEOUT_SECONDS = 20.0
+"""How long the terminate dialog waits for a machine (and S3) to list its checkpoints."""
+SHOWN_CHECKPOINTS = 5
+"""Checkpoints named per folder in the terminate dialog; the rest are counted."""
 
 
 def _label(machine: Machine) -> str:
     return f"{machine.provider.value} {machine.name or machine.id}"
+
+
+def _spot_refusal(spec: CreateSpec, exc: BaseException) -> Any | None:
+    """The AWS backend's `SpotFallbackRequired`, if that is what `exc` is."""
+    if spec.provider is not Provider.AWS:
+        return None
+    # The AWS backend module is already imported when an AWS backend exists; importing it
+    # here keeps boto3's module graph off the dashboard's start-up path.
+    aws = importlib.import_module("runctl_tui.core.backends.aws")
+    return exc if isinstance(exc, aws.SpotFallbackRequired) else None
+
+
+def _per_hour(price: float | None, estimate: bool = False) -> str:
+    if price is None:
+        return "an unknown price"
+    return f"{'~' if estimate else ''}${price:.4f}/h"
+
+
+def spot_fallback_question(refused: Any) -> str:
+    """The question asked when spot capacity is missing, stating both prices.
+
+    Args:
+        refused: The AWS backend's `SpotFallbackRequired` (`instance_type`, `spot_price`,
+            `on_demand_price`).
+
+    Returns:
+        E.g. `No spot capacity for g5.xlarge: spot $0.3512/h unavailable; launch on-demand
+        at ~$1.0060/h?`.
+    """
+    spot = f" {_per_hour(refused.spot_price)}" if refused.spot_price is not None else ""
+    on_demand = _per_hour(refused.on_demand_price, estimate=True)
+    return (
+        f"No spot capacity for {refused.instance_type}: spot{spot} unavailable; "
+        f"launch on-demand at {on_demand}?"
+    )
+
+
+async def uncopied_checkpoints(
+    machine: Machine, runs: Sequence[Run], config: Config, backend: Any, registry: RunRegistry
+) -> list[str]:
+    """Sentences naming the checkpoints that terminating `machine` would destroy.
+
+    A pod's checkpoints live on the pod's disk, so every checkpoint of its runs still there is
+    named. An EC2 run's checkpoints are safe once they are in its `--output-s3` bucket, so
+    `aws_training.unsynced_checkpoint_warning` compares the instance with S3. A machine that
+    cannot be asked (stopped, no SSH) is said to be unchecked, never reported as clean.
+
+    Args:
+        machine: The machine about to be terminated.
+        runs: Every recorded run on it, newest first.
+        config: The effective configuration.
+        backend: Its provider's backend.
+        registry: The run registry the runs come from.
+
+    Returns:
+        One sentence per problem; empty when nothing is known to be left on it.
+    """
+    if not runs:
+        return []
+    newest_run = runs[0]
+    if machine.provider is Provider.AWS:
+        if machine.state is not MachineState.RUNNING or machine.ssh is None:
+            return [
+                f"run {newest_run.id}'s checkpoints in {newest_run.checkpoint_dir} on the "
+                f"{machine.state.value} instance could not be checked against S3; start it "
+                "(`S`) to check, or they may be lost"
+            ]
+        aws_training = importlib.import_module("runctl_tui.core.aws_training")
+        warning = await aws_training.unsynced_checkpoint_warning(
+            config, backend, machine.id, registry=registry
+        )
+        return [warning] if warning else []
+    if machine.ssh is None or machine.ssh.interactive_only:
+        return [
+            f"run {newest_run.id}'s checkpoints in {newest_run.checkpoint_dir} on the "
+            f"{machine.state.value} pod could not be listed (no direct SSH); they are lost "
+            "with it unless copied off"
+        ]
+    runpod_training = importlib.import_module("runctl_tui.core.runpod_training")
+    problems: list[str] = []
+    for directory in dict.fromkeys(r.checkpoint_dir for r in runs if r.checkpoint_dir):
+        try:
+            entries = await runpod_training.list_pod_checkpoints(machine, directory)
+        except NotFoundError:
+            continue
+        if not entries:
+            continue
+        owner = next(r for r in runs if r.checkpoint_dir == directory)
+        names = [e.name for e in entries[:SHOWN_CHECKPOINTS]]
+        more = len(entries) - len(names)
+        listed = ", ".join(names) + (f" and {more} more" if more > 0 else "")
+        problems.append(
+            f"{len(entries)} checkpoint(s) of run {owner.id} only on the pod in {directory}: "
+            f"{listed}; copy them off first (`runctl runpod download`) or they are lost"
+        )
+    return problems
 
 
 class FleetActions:
@@ -77,12 +180,41 @@ class FleetActions:
     async def _create(self, spec: CreateSpec) -> None:
         backend = self.fleet.backends[spec.provider]
         self.app.notify(f"Creating a {spec.provider.value} {spec.machine_type}…")
-        machine = await backend.create(spec)
+        try:
+            machine = await backend.create(spec)
+        except BackendError as exc:
+            refused = _spot_refusal(spec, exc)
+            if refused is None:
+                raise
+            self._ask_spot_fallback(spec, refused)
+            return
         self.app.notify(
             f"{_label(machine)} is {machine.state.value}; it appears in the table.",
             title="created",
         )
         self.start_poller(spec.provider)
+
+    def _ask_spot_fallback(self, spec: CreateSpec, refused: Any) -> None:
+        """Spot capacity was refused and `[aws] spot_fallback = "ask"`: ask for on-demand."""
+        from runctl_tui.ui.screens.confirm import ConfirmScreen
+
+        question = ConfirmScreen(
+            spot_fallback_question(refused),
+            f"AWS said: {refused.reason}. Nothing was launched. The on-demand price is an "
+            "estimate from runctl's price table; spot prices are live.",
+            "Launch on-demand",
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._create(dataclasses.replace(spec, fallback="on-demand"))
+            else:
+                self.app.notify(
+                    f"Nothing launched: no spot capacity for {refused.instance_type}.",
+                    title="not created",
+                )
+
+        self.app.push_screen(question, answered)
 
     # ---- terminate ---------------------------------------------------------------------
 
@@ -110,11 +242,15 @@ class FleetActions:
 
     async def _uncopied_checkpoints(self, row: FleetRow) -> list[str]:
         """Checkpoints that exist only on this machine (asks the machine, with a timeout)."""
-        from runctl_tui.ui.remote import uncopied_checkpoints
-
-        backend = self.fleet.backends.get(row.machine.provider)
-        return await uncopied_checkpoints(
-            row, self.fleet.runs_on(row.machine), self.config, backend
+        return await asyncio.wait_for(
+            uncopied_checkpoints(
+                row.machine,
+                self.fleet.runs_on(row.machine),
+                self.config,
+                self.fleet.backends.get(row.machine.provider),
+                self.fleet.registry,
+            ),
+            CHECK_TIMEOUT_SECONDS,
         )
 
     @work(group="terminate", exit_on_error=False, name="terminate")

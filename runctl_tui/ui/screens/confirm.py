@@ -1,4 +1,5 @@
-"""A yes/no question for actions that change something but destroy nothing (stop, start)."""
+"""A yes/no question for actions that change something but destroy nothing (stop, start, a
+spot request falling back to on-demand)."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="confirm-dialog"):
-            yield Static(self.title_text, classes="dialog-title")
-            yield Static(self.detail)
+            # Provider text (AWS error messages, paths) is shown as it is, never as markup.
+            yield Static(self.title_text, classes="dialog-title", markup=False, id="confirm-title")
+            yield Static(self.detail, markup=False, id="confirm-detail")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.confirm_label, id="confirm", variant="warning", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
