@@ -1,0 +1,191 @@
+"""Metrics from a log stream: the lines any `LogSource` yields (a remote log over SSH, a file).
+
+A run on a pod or an instance has no local folder to read; its console log comes over SSH as
+`LogChunk`s. `MetricsStream` feeds those lines to a `LineMetricsParser` and keeps the series,
+with the same NaN/inf, divergence and stall alerts as `MetricsTracker`.
+
+Completed lines are always parsed. A chunk's `partial` (the unterminated line in its latest
+state) is parsed only when it ends with `]`, the end of a tqdm/Lightning bar redraw: such a
+redraw is complete (the bar's postfix sits inside the brackets, and a redraw showing no new
+value adds nothing), while any other unterminated line may be half-written. A notice that the
+file is read again from the start (truncated, replaced) starts the series afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, Callable, Sequence
+
+from runctl_tui.core.logsource import LogChunk, LogSource
+from runctl_tui.core.metrics.detectors import Alert, DivergenceWatch, check_series, check_stall
+from runctl_tui.core.metrics.lines import LineMetricsParser
+from runctl_tui.core.metrics.models import Points, Series, to_points
+
+INITIAL_LINES = 1_000_000
+"""Lines of the log's existing end asked for at the start (a remote source bounds it by bytes)."""
+THREAD_LINES = 2000
+"""Chunks with more lines than this are parsed in a thread, so the event loop keeps going."""
+_RESTART_WORDS = ("from the start",)
+"""In a source's notice: the file is being read again from its beginning."""
+
+
+class MetricsStream:
+    """The series of a run whose console log arrives as a stream of `LogChunk`s.
+
+    Feed chunks with `feed` (synchronous, for tests and threads) or let `follow` consume the
+    source. `series`, `last_point_at` and `alerts` mirror `MetricsTracker`.
+    """
+
+    def __init__(
+        self,
+        source: LogSource,
+        *,
+        patterns: Sequence[str] = (),
+        initial_lines: int = INITIAL_LINES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Create a stream; nothing is read until `follow` (or `feed`).
+
+        Args:
+            source: Where the lines come from.
+            patterns: Extra line regexes, `[monitor] metrics_regex`.
+            initial_lines: Lines of the existing log to read first.
+            clock: Wall clock, replaceable in tests.
+        """
+        self.source = source
+        self._patterns = tuple(patterns)
+        self._parser = LineMetricsParser(self._patterns)
+        self._initial_lines = initial_lines
+        self._clock = clock
+        self._partial: str | None = None
+        self._watches: dict[str, DivergenceWatch] = {}
+        self.series: dict[str, Series] = {}
+        """The series by name, in the order they first appeared."""
+        self.started_at = clock()
+        """When watching began (epoch seconds)."""
+        self.last_point_at: float | None = None
+        """Wall time when a new point last arrived; None before the first."""
+        self.lines = 0
+        """Complete lines read so far."""
+        self.notice: str | None = None
+        """The source's latest notice (`reconnecting in 2 s`...), None once lines flow again."""
+
+    def feed(self, chunk: LogChunk) -> bool:
+        """Parse one chunk's lines into the series.
+
+        Args:
+            chunk: The next chunk from the source.
+
+        Returns:
+            True when new points arrived (or the series were started afresh).
+        """
+        lines = list(chunk.lines)
+        partial = chunk.partial
+        if partial is not None and partial != self._partial and partial.rstrip().endswith("]"):
+            lines.append(partial)
+        self._partial = chunk.partial
+        points = self._parser.feed(lines) if lines else []
+        self.lines += len(chunk.lines)
+        series = self.series
+        for name, step, value in points:
+            item = series.get(name)
+            if item is None:
+                item = series[name] = Series(name)
+            item.append(step, value)
+        changed = bool(points)
+        if chunk.notice is not None:
+            self.notice = chunk.notice
+            if any(word in chunk.notice for word in _RESTART_WORDS):
+                self._parser = LineMetricsParser(self._patterns)
+                self._partial = None
+                changed = changed or bool(self.series)
+                self.series = {}
+                self._watches = {}
+        elif chunk.lines:
+            self.notice = None
+        if points:
+            self.last_point_at = self._clock()
+        return changed
+
+    async def follow(self, *, tick: float = 5.0) -> AsyncGenerator[bool, None]:
+        """Consume the source until cancelled, yielding after each chunk and on quiet ticks.
+
+        Large chunks (the initial tail) are parsed in a thread. The quiet ticks let a caller
+        re-check alerts (a stall is the absence of chunks).
+
+        Args:
+            tick: Seconds without a chunk after which False is yielded.
+
+        Yields:
+            True when a chunk brought new points, else False.
+
+        Raises:
+            Exception: Whatever the source raised (it is not swallowed).
+        """
+        queue: asyncio.Queue[LogChunk | BaseException | None] = asyncio.Queue(maxsize=8)
+
+        async def pump() -> None:
+            try:
+                async for chunk in self.source.follow(self._initial_lines):
+                    await queue.put(chunk)
+            except Exception as exc:
+                await queue.put(exc)
+            else:
+                await queue.put(None)
+
+        task = asyncio.create_task(pump())
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), tick)
+                except TimeoutError:
+                    yield False
+                    continue
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                if len(item.lines) > THREAD_LINES:
+                    yield await asyncio.to_thread(self.feed, item)
+                else:
+                    yield self.feed(item)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def points(self) -> dict[str, Points]:
+        """The series as plain `(step, value)` lists."""
+        return to_points(self.series)
+
+    def alerts(
+        self,
+        *,
+        divergence_factor: float,
+        stall_seconds: float,
+        running: bool = True,
+        now: float | None = None,
+    ) -> list[Alert]:
+        """NaN/inf, divergence and (for a running run) stall alerts, as `MetricsTracker`'s.
+
+        Args:
+            divergence_factor: `[monitor] divergence_factor`.
+            stall_seconds: `[monitor] stall_seconds`.
+            running: Whether the run is still going; a finished run never stalls.
+            now: Wall time; default the stream's clock.
+
+        Returns:
+            The alerts, stall first.
+        """
+        alerts = check_series(self.series, divergence_factor, self._watches)
+        if running:
+            since = self.last_point_at if self.last_point_at is not None else self.started_at
+            stall = check_stall(since, self._clock() if now is None else now, stall_seconds)
+            if stall is not None:
+                alerts.insert(0, stall)
+        return alerts
+
+
+__all__ = ["MetricsStream"]
