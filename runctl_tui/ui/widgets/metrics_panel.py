@@ -29,9 +29,11 @@ from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
 from runctl_tui.core.config import Config
+from runctl_tui.core.logsource import LogSource
 from runctl_tui.core.metrics.detectors import Alert, is_loss
-from runctl_tui.core.metrics.models import x_positions
+from runctl_tui.core.metrics.models import Series, x_positions
 from runctl_tui.core.metrics.smoothing import EmaSmoother
+from runctl_tui.core.metrics.stream import MetricsStream
 from runctl_tui.core.metrics.tracker import MetricsTracker
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -126,6 +128,14 @@ def _poll_and_copy(tracker: MetricsTracker) -> Snapshot | None:
     )
 
 
+def _copy_series(series: dict[str, Series]) -> Snapshot:
+    """The series copied for the UI (in a worker thread): ({name: (steps, values)}, minima)."""
+    return (
+        {name: (list(s.steps), list(s.values)) for name, s in series.items()},
+        {name: s.minimum for name, s in series.items()},
+    )
+
+
 class MetricsPanel(Widget, can_focus=True):
     """Live sparklines of a run's metrics, with NaN, divergence and stall alerts.
 
@@ -170,6 +180,8 @@ class MetricsPanel(Widget, can_focus=True):
         self.config = config if config is not None else Config()
         self.weight = self.config.ui.ema_weight
         self._tracker: MetricsTracker | None = None
+        self._stream: MetricsStream | None = None
+        """The log stream followed instead of files (a remote run), if any."""
         self._data: dict[str, tuple[list[float | None], list[float]]] = {}
         """Per series (steps, values): a copy taken in the worker thread after each poll."""
         self._minimum: dict[str, float | None] = {}
@@ -196,6 +208,7 @@ class MetricsPanel(Widget, can_focus=True):
         self._selection = None
         self._alerts = []
         self.cursor = 0
+        self._stream = None
         main = run_dir if run_dir is not None else log_path
         if main is None:
             self._tracker = None
@@ -214,6 +227,60 @@ class MetricsPanel(Widget, can_focus=True):
     def set_checkpoint_steps(self, steps: Sequence[float]) -> None:
         """Steps where checkpoints were saved, marked on the full chart."""
         self._checkpoint_steps = sorted(steps)
+
+    def set_stream(self, source: LogSource | None) -> None:
+        """Follow the metrics in a log stream (a remote run's log over SSH), or nothing.
+
+        The same exclusive worker as `set_run`'s: either call replaces what was followed.
+
+        Args:
+            source: The run's console log as a `LogSource`; None follows nothing.
+        """
+        self._data = {}
+        self._minimum = {}
+        self._smoothers = {}
+        self._bounds = {}
+        self._selection = None
+        self._alerts = []
+        self.cursor = 0
+        self._tracker = None
+        if source is None:
+            self._stream = None
+            self._status = "no run selected"
+            self.workers.cancel_group(self, "metrics")
+            self.refresh()
+            return
+        self._stream = MetricsStream(source, patterns=self.config.monitor.metrics_regex)
+        self._status = f"reading {source.description}…"
+        self.refresh()
+        self._follow_stream(self._stream)
+
+    @work(exclusive=True, group="metrics", exit_on_error=False)
+    async def _follow_stream(self, stream: MetricsStream) -> None:
+        # Quiet ticks only re-check the stall alert: a fraction of the stall limit is enough.
+        stall = self.config.monitor.stall_seconds
+        tick = max(1.0, min(30.0, stall / 10)) if stall > 0 else 30.0
+        async for changed in stream.follow(tick=tick):
+            if stream is not self._stream:
+                return
+            if changed:
+                self._data, self._minimum = await asyncio.to_thread(_copy_series, stream.series)
+            points = sum(len(values) for _, values in self._data.values())
+            status = f"{stream.source.description} · {points} points"
+            if stream.notice:
+                status += f" · {stream.notice}"
+            alerts = stream.alerts(
+                divergence_factor=self.config.monitor.divergence_factor,
+                stall_seconds=self.config.monitor.stall_seconds,
+                running=self.running,
+            )
+            if alerts != self._alerts:
+                self._alerts = alerts
+                self.post_message(self.AlertsChanged(list(alerts)))
+            elif not changed and status == self._status:
+                continue  # nothing to redraw
+            self._status = status
+            self.refresh()
 
     @work(exclusive=True, group="metrics", exit_on_error=False)
     async def _follow(self, tracker: MetricsTracker, run_dir: Path | None) -> None:
