@@ -180,8 +180,15 @@ class FleetActions:
     async def _create(self, spec: CreateSpec) -> None:
         backend = self.fleet.backends[spec.provider]
         self.app.notify(f"Creating a {spec.provider.value} {spec.machine_type}…")
+        # EC2 says what it launched at what price (and whether spot fell back to on-demand).
+        create_instance = getattr(backend, "create_instance", None)
+        said = ""
         try:
-            machine = await backend.create(spec)
+            if create_instance is not None:
+                outcome = await create_instance(spec)
+                machine, said = outcome.machine, f"{outcome.message} "
+            else:
+                machine = await backend.create(spec)
         except BackendError as exc:
             refused = _spot_refusal(spec, exc)
             if refused is None:
@@ -189,8 +196,9 @@ class FleetActions:
             self._ask_spot_fallback(spec, refused)
             return
         self.app.notify(
-            f"{_label(machine)} is {machine.state.value}; it appears in the table.",
+            f"{said}{_label(machine)} is {machine.state.value}; it appears in the table.",
             title="created",
+            timeout=12 if said else 5,
         )
         self.start_poller(spec.provider)
 

@@ -149,6 +149,44 @@ def ec2_instances() -> list[dict[str, Any]]:
     return [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
 
 
+def record_run(instance_id: str, remote_dir: Path, *, output_s3: str) -> Run:
+    """Record a finished AWS run on `instance_id` as `runctl aws train` does (registry and
+    AWS record), with its checkpoints in `remote_dir/run/checkpoints`."""
+    run_dir = remote_dir / "run"
+    run = Run(
+        id=new_run_id(),
+        backend=Provider.AWS,
+        machine=instance_id,
+        script="train.py",
+        args=(),
+        cwd=str(remote_dir),
+        status=RunStatus.SUCCEEDED,
+        started=time.time() - 60,
+        log_path=str(run_dir / "train.log"),
+        checkpoint_dir=str(run_dir / "checkpoints"),
+        ended=time.time(),
+        exit_code=0,
+    )
+    RunRegistry().add(run)
+    AwsRunInfo(
+        run_id=run.id,
+        instance_id=instance_id,
+        instance_type="g5.xlarge",
+        spot=False,
+        local_dir=str(remote_dir),
+        remote_dir=str(remote_dir),
+        run_dir=str(run_dir),
+        log_path=run.log_path,
+        exit_code_path=str(run_dir / "exit_code"),
+        pid_path=str(run_dir / "pid"),
+        checkpoint_dir=run.checkpoint_dir,
+        script=run.script,
+        args=[],
+        output_s3=output_s3,
+    ).save()
+    return run
+
+
 # ---- fixtures ----------------------------------------------------------------------------
 
 
@@ -284,7 +322,31 @@ async def test_spot_without_capacity_asks_with_both_prices(
         assert cell(app, key, "price") == "~$1.01"
         row = dashboard(app).fleet.find_row(key)
         assert row is not None and not row.machine.spot
-        assert any("it appears in the table" in n for n in notes(app))
+        said = next(n for n in notes(app) if "it appears in the table" in n)
+        assert f"launched on-demand {instance['InstanceId']} instead" in said, said
+        assert "spot $0.0000/h" in said and "on-demand ~$1.0060/h" in said, said
+
+
+async def test_spot_fallback_from_config_launches_on_demand_and_says_so(
+    moto_aws: MotoServer, no_spot_capacity: list[dict[str, Any]], app_factory: Any
+) -> None:
+    config = make_config()
+    config.aws.spot_fallback = "on-demand"
+    app = app_factory(config)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for(pilot, lambda: Provider.AWS in dashboard(app).fleet.backends, "aws backend")
+        await fill_create_form(pilot, app, Provider.AWS, "spot", "g5.xlarge", "spot-cfg")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(ec2_instances()) == 1, "on-demand instance launched")
+        assert not any(isinstance(s, ConfirmScreen) for s in app.screen_stack), "not asked"
+        (instance,) = ec2_instances()
+        assert "InstanceLifecycle" not in instance
+        await wait_for(
+            pilot, lambda: any("appears in the table" in n for n in notes(app)), "created notice"
+        )
+        said = next(n for n in notes(app) if "appears in the table" in n)
+        assert "Spot capacity for g5.xlarge was refused" in said, said
+        assert "spot $0.0000/h" in said and "on-demand ~$1.0060/h" in said, said
 
 
 async def test_on_demand_create_shows_the_provisioning_states(
@@ -321,40 +383,7 @@ async def test_terminate_names_the_checkpoint_not_in_s3(
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="ckpts")
     s3.put_object(Bucket="ckpts", Key="run1/checkpoints/ckpt-00001.pt", Body=b"1" * 100)
-    run_id = new_run_id()
-    run_dir = str(tmp_path / "instance" / "run")
-    RunRegistry().add(
-        Run(
-            id=run_id,
-            backend=Provider.AWS,
-            machine=machine.id,
-            script="train.py",
-            args=(),
-            cwd=str(tmp_path),
-            status=RunStatus.SUCCEEDED,
-            started=time.time() - 60,
-            log_path=f"{run_dir}/train.log",
-            checkpoint_dir=str(checkpoints),
-            ended=time.time(),
-            exit_code=0,
-        )
-    )
-    AwsRunInfo(
-        run_id=run_id,
-        instance_id=machine.id,
-        instance_type="g5.xlarge",
-        spot=False,
-        local_dir=str(tmp_path),
-        remote_dir=str(tmp_path / "instance"),
-        run_dir=run_dir,
-        log_path=f"{run_dir}/train.log",
-        exit_code_path=f"{run_dir}/exit_code",
-        pid_path=f"{run_dir}/pid",
-        checkpoint_dir=str(checkpoints),
-        script="train.py",
-        args=[],
-        output_s3="s3://ckpts/run1",
-    ).save()
+    record_run(machine.id, tmp_path / "instance", output_s3="s3://ckpts/run1")
 
     app = app_factory(config)
     async with app.run_test(size=(120, 36)) as pilot:
@@ -388,6 +417,35 @@ async def test_terminate_names_the_checkpoint_not_in_s3(
             "instance terminated",
         )
         await wait_for(pilot, lambda: any("terminated" in n for n in notes(app)), "notice")
+
+
+async def test_terminate_of_a_stopped_instance_says_its_checkpoints_are_unchecked(
+    moto_aws: MotoServer, app_factory: Any, tmp_path: Path
+) -> None:
+    config = make_config()
+    backend = AwsBackend(config)
+    machine = await backend.create(CreateSpec(Provider.AWS, "g5.xlarge", name="parked"))
+    await backend.stop(machine.id)
+    record_run(machine.id, tmp_path / "instance", output_s3="s3://ckpts/run1")
+    app = app_factory(config)
+    async with app.run_test(size=(120, 36)) as pilot:
+        key = f"aws:{machine.id}"
+        await wait_for(pilot, lambda: cell(app, key, "state").endswith("stopped"), "stopped row")
+        await wait_for(pilot, lambda: bool(dashboard(app).fleet.runs_on(machine)), "its run")
+        await select_machine(pilot, app, key)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, TerminateConfirmScreen), "dialog")
+        modal = app.screen
+        await wait_for(
+            pilot,
+            lambda: "checking" not in static_text(modal, "#terminate-checkpoints"),
+            "checkpoint check",
+        )
+        warning = static_text(modal, "#terminate-checkpoints")
+        assert "could not be checked" in warning and "stopped instance" in warning, warning
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "closed")
+        assert ec2_instances()[0]["State"]["Name"] == "stopped"
 
 
 # ---- RunPod ------------------------------------------------------------------------------
@@ -492,5 +550,19 @@ async def test_train_on_a_pod_records_the_run_and_follows_its_log(
 
             await wait_for(pilot, lambda: log_has("pod says: training done"), "remote log", 30)
             assert log_has("argv: ['--label', 'two words']")
+
+            # Its checkpoints are only on the pod: terminating names them.
+            await pilot.press("x")
+            await wait_for(pilot, lambda: isinstance(app.screen, TerminateConfirmScreen), "dialog")
+            modal = app.screen
+            await wait_for(
+                pilot,
+                lambda: "checking" not in static_text(modal, "#terminate-checkpoints"),
+                "checkpoint check",
+            )
+            warning = static_text(modal, "#terminate-checkpoints")
+            assert f"3 checkpoint(s) of run {run.id} only on the pod" in warning, warning
+            assert "ckpt-00003.pt, ckpt-00002.pt, ckpt-00001.pt" in warning, warning
+            await pilot.press("escape")
     finally:
         server.stop()
