@@ -355,8 +355,15 @@ class DashboardScreen(FleetActions, Screen[None]):
             else:
                 self._call(checkpoint_widget, "set_directory", None)
             cp_pane.border_subtitle = label[-60:]
-            self._call(metrics_widget, "set_run", None, None)
-            metrics_pane.border_subtitle = "curves of remote runs: `runctl monitor`"
+            # The curves come from the same remote log the log pane follows (its own follow).
+            if source is not None and hasattr(metrics_widget, "set_stream"):
+                if metrics_widget is not None and hasattr(metrics_widget, "running"):
+                    metrics_widget.running = run.status is RunStatus.RUNNING
+                self._call(metrics_widget, "set_stream", source)
+                metrics_pane.border_subtitle = run.id
+            else:
+                self._call(metrics_widget, "set_run", None, None)
+                metrics_pane.border_subtitle = description[-60:]
 
     def _pane_widget(self, key: str) -> Widget | None:
         try:
