@@ -7,7 +7,9 @@ most once a second, so it does not jump with every point. `[`/`]` change the smo
 (TensorBoard's debiased EMA), enter opens the full chart with the raw curve.
 
 One exclusive worker follows the run (`set_run` cancels the previous one); reading happens in a
-thread, so a large log never blocks the screen.
+thread, so a large log never blocks the screen. A run with no local files (on a pod or an
+instance) is followed through its log stream instead: `set_stream(source)` parses the lines a
+`LogSource` yields (`MetricsStream`), in the same exclusive worker.
 """
 
 from __future__ import annotations
@@ -191,6 +193,7 @@ class MetricsPanel(Widget, can_focus=True):
         self._alerts: list[Alert] = []
         self._status = "no run selected"
         self._checkpoint_steps: list[float] = []
+        self._stale = False
         self.running = True
         """Whether the followed run is still going (a finished run never stalls)."""
 
@@ -280,7 +283,7 @@ class MetricsPanel(Widget, can_focus=True):
             elif not changed and status == self._status:
                 continue  # nothing to redraw
             self._status = status
-            self.refresh()
+            self._repaint()
 
     @work(exclusive=True, group="metrics", exit_on_error=False)
     async def _follow(self, tracker: MetricsTracker, run_dir: Path | None) -> None:
@@ -296,7 +299,7 @@ class MetricsPanel(Widget, can_focus=True):
                     self._checkpoint_steps = sorted({*self._checkpoint_steps, *found})
             sources = len(tracker.sources)
             points = sum(len(values) for _, values in self._data.values())
-            self._status = (
+            status = (
                 f"{sources} source{'s' if sources != 1 else ''} · {points} points"
                 if sources
                 else "waiting for metrics…"
@@ -306,11 +309,28 @@ class MetricsPanel(Widget, can_focus=True):
                 stall_seconds=self.config.monitor.stall_seconds,
                 running=self.running,
             )
+            changed = data is not None or status != self._status or alerts != self._alerts
+            self._status = status
             if alerts != self._alerts:
                 self._alerts = alerts
                 self.post_message(self.AlertsChanged(list(alerts)))
-            self.refresh()
+            if changed:
+                self._repaint()
             await asyncio.sleep(interval)
+
+    def _repaint(self) -> None:
+        """Redraw after new data; a hidden pane (tabbed layout) redraws when shown instead."""
+        # Refreshing a widget that is not on screen makes the next frame rebuild the map of
+        # every widget, for nothing.
+        if self.is_on_screen:
+            self.refresh()
+        else:
+            self._stale = True
+
+    def on_show(self) -> None:
+        if self._stale:
+            self._stale = False
+            self.refresh()
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
