@@ -208,8 +208,8 @@ class FleetActions:
 
         question = ConfirmScreen(
             spot_fallback_question(refused),
-            f"AWS said: {refused.reason}. Nothing was launched. The on-demand price is an "
-            "estimate from runctl's price table; spot prices are live.",
+            f"AWS said: {str(refused.reason).rstrip('.')}. Nothing was launched. The "
+            "on-demand price is an estimate from runctl's price table; spot prices are live.",
             "Launch on-demand",
         )
 

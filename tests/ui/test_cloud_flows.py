@@ -403,6 +403,22 @@ async def test_terminate_names_the_checkpoint_not_in_s3(
         warning = static_text(modal, "#terminate-checkpoints")
         assert "ckpt-00002.pt" in warning and "s3://ckpts/run1" in warning, warning
         assert "ckpt-00001.pt" not in warning, "the one already in S3 is not named"
+        # Once the newest is in S3 too, nothing is left to lose.
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "closed")
+        s3.put_object(Bucket="ckpts", Key="run1/checkpoints/ckpt-00002.pt", Body=b"2" * 200)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, TerminateConfirmScreen), "dialog")
+        modal = app.screen
+        await wait_for(
+            pilot,
+            lambda: "checking" not in static_text(modal, "#terminate-checkpoints"),
+            "second checkpoint check",
+            30,
+        )
+        assert static_text(modal, "#terminate-checkpoints") == (
+            "No checkpoints known to be left on this machine."
+        )
         confirm = modal.query_one("#confirm", Button)
         await pilot.press(*"keep-m")
         await pilot.press("enter")

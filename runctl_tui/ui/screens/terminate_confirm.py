@@ -52,22 +52,26 @@ class TerminateConfirmScreen(ModalScreen[bool]):
         cost = fmt_money(machine.cost_so_far(self.now))
         price = fmt_money(machine.price_per_hour)
         with Vertical(id="terminate-dialog", classes="dialog -danger"):
+            # Names, paths and provider messages are shown as they are, never read as markup.
             yield Static(
                 f"Terminate {machine.provider.value} machine {self.expected}?",
                 classes="dialog-title",
+                markup=False,
             )
             yield Static(
                 f"id {machine.id} · {machine.state.value} · accrued {cost} · {price}/h · "
                 f"up {fmt_duration(machine.uptime_seconds(self.now))}\n"
                 "Terminating destroys the machine and its disk; this cannot be undone.",
                 id="terminate-summary",
+                markup=False,
             )
             yield Static(
                 "checking for checkpoints still on the machine…" if self.check_checkpoints else "",
                 id="terminate-checkpoints",
                 classes="dialog-note",
+                markup=False,
             )
-            yield Label(f"Type {self.expected} to confirm")
+            yield Label(f"Type {self.expected} to confirm", markup=False)
             yield Input("", id="terminate-name", placeholder="machine name", compact=True)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(
