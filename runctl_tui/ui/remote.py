@@ -7,7 +7,6 @@ row and turns their failures into a sentence for the pane. Each is imported when
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -17,9 +16,6 @@ from runctl_tui.core.config import Config
 from runctl_tui.core.fleet import FleetRow
 from runctl_tui.core.models import Provider, Run
 from runctl_tui.core.secrets import scrub
-
-CHECK_TIMEOUT_SECONDS = 20.0
-"""How long the terminate dialog waits for a machine to list its checkpoints."""
 
 _MODULES = {
     Provider.RUNPOD: "runctl_tui.core.runpod_training",
@@ -88,44 +84,6 @@ def checkpoint_lister(
         return found
 
     return list_instance, f"{machine.name or machine.id}:{directory}"
-
-
-async def uncopied_checkpoints(
-    row: FleetRow, runs: Sequence[Run], config: Config, backend: Any
-) -> list[str]:
-    """Sentences naming checkpoints that would be lost with the machine.
-
-    Args:
-        row: The machine about to be terminated.
-        runs: Every recorded run on it, newest first.
-        config: The effective configuration.
-        backend: Its provider's backend.
-
-    Returns:
-        One sentence per problem; empty when nothing is known to be left on it.
-    """
-    machine = row.machine
-    if not runs:
-        return []
-    if machine.provider is Provider.AWS:
-        module = _module(Provider.AWS)
-        warning = await asyncio.wait_for(
-            module.unsynced_checkpoint_warning(config, backend, machine.id),
-            CHECK_TIMEOUT_SECONDS,
-        )
-        return [warning] if warning else []
-    run = runs[0]
-    lister, label = checkpoint_lister(row, run, config, backend)
-    if lister is None:
-        return [f"run {run.id} keeps checkpoints in {run.checkpoint_dir}, not checked ({label})"]
-    entries = await asyncio.wait_for(lister(), CHECK_TIMEOUT_SECONDS)
-    if not entries:
-        return []
-    newest = max(entries, key=lambda e: getattr(e, "modified", 0.0))
-    return [
-        f"{len(entries)} checkpoint(s) of run {run.id} in {run.checkpoint_dir} on the pod, "
-        f"newest {newest.name}; copy them off first (`runctl runpod download`) or they are lost"
-    ]
 
 
 async def start_remote_training(
