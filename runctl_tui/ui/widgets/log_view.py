@@ -30,6 +30,7 @@ from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.timer import Timer
 from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
 
@@ -194,7 +195,15 @@ class LogLines(ScrollView, can_focus=True):
 
     def _update_virtual_size(self) -> None:
         width = self._wrap_width() if self.wrap else self._max_width
-        self.virtual_size = Size(width, self.row_count())
+        size = Size(width, self.row_count())
+        if size == self.virtual_size:
+            return
+        # Assigning `virtual_size` would lay out the whole screen (it is a layout reactive),
+        # ten times a second while a log grows. This view has a fixed size: more rows only
+        # move its scrollbars, which lay the screen out themselves when they appear or go.
+        self.set_reactive(LogLines.virtual_size, size)
+        self._scroll_update(size)
+        self.refresh()
 
     def row_at(self, y: int) -> tuple[int, int] | None:
         """(line number, row within it) at screen row `y` of the whole log."""
@@ -466,6 +475,9 @@ class LogView(Vertical):
         self._incoming_count = 0
         self._incoming_partial: str | None = None
         self._incoming_size: int | None = None
+        self._flush_timer: Timer | None = None
+        self._title_timer: Timer | None = None
+        self._title_shown: tuple[str, str] | None = None
         self.lines_view = LogLines(self.buffer, id="log-lines")
 
     def compose(self) -> ComposeResult:
@@ -475,10 +487,9 @@ class LogView(Vertical):
         yield Static("", id="log-error")
 
     def on_mount(self) -> None:
-        self.border_title = "log"
-        self._update_title()
-        self.set_interval(1 / self.max_fps, self._flush)
-        self.set_interval(1.0, self._update_title)
+        self._show_title("log", "no source")
+        # Runs only while lines are waiting: `_take` resumes it, an empty frame pauses it.
+        self._flush_timer = self.set_interval(1 / self.max_fps, self._flush, pause=True)
         if self._source_on_mount is not None:
             self.set_source(self._source_on_mount)
             self._source_on_mount = None
@@ -504,6 +515,9 @@ class LogView(Vertical):
             self._source_on_mount = source
             return
         self.workers.cancel_group(self, "logs")
+        if self._title_timer is not None:
+            self._title_timer.stop()
+            self._title_timer = None
         self.source = source
         self.buffer.clear()
         self.buffer.size = None
@@ -543,10 +557,14 @@ class LogView(Vertical):
             self.notice = chunk.notice
         self.last_update = self.clock()
         self._dirty = True
+        if self._flush_timer is not None:
+            self._flush_timer.resume()
 
     def _flush(self) -> None:
         """One frame: move what arrived into the view (at most `max_fps` times a second)."""
         if not self._dirty:
+            if self._flush_timer is not None:
+                self._flush_timer.pause()
             return
         self._dirty = False
         kept = len(self._incoming)
@@ -581,12 +599,10 @@ class LogView(Vertical):
         if not self.is_mounted:
             return
         if self.source is None:
-            self.border_title = "log"
-            self.border_subtitle = "no source"
+            self._show_title("log", "no source")
             return
         import humanize
 
-        self.border_title = f"log: {self.source.description}"
         parts = []
         if self.buffer.size is not None:
             parts.append(humanize.naturalsize(self.buffer.size, binary=True))
@@ -595,7 +611,32 @@ class LogView(Vertical):
             parts.append(f"filter /{self.filter_text}/ {len(self.lines_view.entries)} lines")
         if self.notice:
             parts.append(self.notice)
-        self.border_subtitle = " · ".join(parts)
+        self._show_title(f"log: {self.source.description}", " · ".join(parts))
+        self._schedule_freshness()
+
+    def _show_title(self, title: str, subtitle: str) -> None:
+        # Setting a border title repaints the whole pane, even to the same text.
+        if (title, subtitle) != self._title_shown:
+            self._title_shown = (title, subtitle)
+            self.border_title = title
+            self.border_subtitle = subtitle
+
+    def _schedule_freshness(self) -> None:
+        """Look at the freshness again when it may next read differently (one timer at most)."""
+        if self._title_timer is not None or self.source is None or self.last_update is None:
+            return
+        age = max(0.0, self.clock() - self.last_update)
+        if age < 2:
+            delay = 2 - age
+        else:
+            # The label's own resolution: seconds, then minutes, then hours.
+            step = 1.0 if age < 60 else (15.0 if age < 3600 else 300.0)
+            delay = step - age % step
+        self._title_timer = self.set_timer(max(0.05, delay), self._freshness_due)
+
+    def _freshness_due(self) -> None:
+        self._title_timer = None
+        self._update_title()
 
     def _update_marker(self) -> None:
         view = self.lines_view

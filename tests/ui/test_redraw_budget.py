@@ -1,0 +1,214 @@
+"""Redraw budgets of the panes, counted (not timed) in headless Pilot runs.
+
+A dashboard left open for days must cost nearly nothing: a growing log repaints the log pane
+only (never a layout of the whole screen), an idle pane runs no timer and repaints nothing, and
+the metrics pane repaints only when a poll found new points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.app import App, ComposeResult
+from textual.containers import Horizontal
+from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
+
+from runctl_tui.core.config import Config
+from runctl_tui.core.logsource import LogChunk
+from runctl_tui.ui.widgets.log_view import LogLines, LogView
+from runctl_tui.ui.widgets.metrics_panel import MetricsPanel
+
+CLOCK = 1_790_000_000.0
+
+
+class QueueSource:
+    """A LogSource fed by the test."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[LogChunk] = asyncio.Queue()
+
+    @property
+    def description(self) -> str:
+        return "runs/demo/train.log"
+
+    def put(self, lines: list[str], size: int | None = None) -> None:
+        self.queue.put_nowait(LogChunk(lines=tuple(lines), size=size))
+
+    async def follow(self, initial_lines: int = 200) -> AsyncIterator[LogChunk]:
+        while True:
+            yield await self.queue.get()
+
+
+class Counts:
+    """Counts of screen layouts, widget refreshes (by class) and timer ticks."""
+
+    def __init__(self) -> None:
+        self.layouts = 0
+        self.refreshes: Counter[str] = Counter()
+        self.ticks = 0
+        self.line_renders = 0
+
+    def reset(self) -> None:
+        self.layouts = 0
+        self.refreshes.clear()
+        self.ticks = 0
+        self.line_renders = 0
+
+
+@pytest.fixture
+def counts(monkeypatch: pytest.MonkeyPatch) -> Counts:
+    """Instrument Textual: every screen layout, widget refresh, timer tick and log row drawn."""
+    found = Counts()
+    refresh_layout = Screen._refresh_layout
+    refresh = Widget.refresh
+    tick = Timer._tick
+    render_line = LogLines.render_line
+
+    def counting_layout(self: Screen[Any], *args: Any, **kwargs: Any) -> None:
+        found.layouts += 1
+        refresh_layout(self, *args, **kwargs)
+
+    def counting_refresh(self: Widget, *args: Any, **kwargs: Any) -> Any:
+        found.refreshes[type(self).__name__] += 1
+        return refresh(self, *args, **kwargs)
+
+    async def counting_tick(self: Timer, *, next_timer: float, count: int) -> None:
+        found.ticks += 1
+        await tick(self, next_timer=next_timer, count=count)
+
+    def counting_render_line(self: LogLines, y: int) -> Any:
+        found.line_renders += 1
+        return render_line(self, y)
+
+    monkeypatch.setattr(Screen, "_refresh_layout", counting_layout)
+    monkeypatch.setattr(Widget, "refresh", counting_refresh)
+    monkeypatch.setattr(Timer, "_tick", counting_tick)
+    monkeypatch.setattr(LogLines, "render_line", counting_render_line)
+    return found
+
+
+class PanesApp(App[None]):
+    """A header, a table and the log and metrics panes side by side, like the dashboard."""
+
+    CSS = """
+    #top { height: 1; }
+    #table { height: 6; }
+    #lower { height: 1fr; }
+    #lower > * { width: 1fr; }
+    """
+
+    def __init__(self, clock: Callable[[], float], config: Config | None = None) -> None:
+        super().__init__()
+        self.clock = clock
+        self.config = config or Config()
+
+    def compose(self) -> ComposeResult:
+        yield Static("header", id="top")
+        yield DataTable(id="table")
+        with Horizontal(id="lower"):
+            yield LogView(id="log", max_lines=1000, max_fps=30, clock=self.clock)
+            yield MetricsPanel(self.config, id="metrics")
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], bool], what: str) -> None:
+    """Run the app until `condition` holds (fail after 10 s)."""
+    for _ in range(400):
+        if condition():
+            return
+        await pilot.pause(0.025)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def rows_reach(view: LogView, rows: int) -> Callable[[], bool]:
+    """A condition: the log pane shows `rows` rows."""
+    return lambda: view.lines_view.row_count() == rows
+
+
+async def test_a_growing_log_repaints_the_log_pane_only(counts: Counts) -> None:
+    app = PanesApp(clock=lambda: CLOCK)
+    async with app.run_test(size=(120, 30)) as pilot:
+        view = app.query_one(LogView)
+        source = QueueSource()
+        view.set_source(source)
+        # Enough lines for the scrollbars to be there already, as in a real run.
+        source.put([f"old line {i} " + "x" * 150 for i in range(100)], size=10_000)
+        await until(pilot, lambda: view.lines_view.row_count() == 100, "the first lines")
+        await pilot.pause()
+        counts.reset()
+        for i in range(40):
+            source.put([f"step {i} loss=0.{i:04d}"], size=10_000 + i)
+            await until(pilot, rows_reach(view, 101 + i), f"line {i}")
+            await pilot.pause()
+        assert view.lines_view.visible_lines()[-1] == "step 39 loss=0.0039"
+        assert counts.line_renders > 0, "the log pane was redrawn"
+        # Appending moves rows and the scrollbar; it never needs the screen laid out again.
+        assert counts.layouts <= 2, f"{counts.layouts} layouts for 40 appended lines"
+        for other in ("Static", "DataTable", "MetricsPanel", "Screen"):
+            assert counts.refreshes[other] == 0, f"{other} repainted: {counts.refreshes}"
+        # Unchanged title and subtitle: the pane's frame is not repainted.
+        assert counts.refreshes["LogView"] == 0, counts.refreshes
+
+
+async def test_idle_panes_run_no_timer_and_repaint_nothing(counts: Counts) -> None:
+    now = [CLOCK]
+    app = PanesApp(clock=lambda: now[0])
+    async with app.run_test(size=(120, 30)) as pilot:
+        view = app.query_one(LogView)
+        await pilot.pause()
+        counts.reset()
+        await pilot.pause(0.6)
+        assert counts.ticks == 0, "no source: no timer at all"
+        assert sum(counts.refreshes.values()) == 0, counts.refreshes
+
+        source = QueueSource()
+        view.set_source(source)
+        source.put(["one line"], size=9)
+        await until(pilot, lambda: view.lines_view.row_count() == 1, "the line")
+        assert "live" in str(view.border_subtitle)
+        # Ten seconds later, with the fake clock standing still, the label reads the same
+        # until the clock moves: looking again costs a tick, never a repaint.
+        now[0] = CLOCK + 10
+        view._update_title()
+        assert "updated 10 seconds ago" in str(view.border_subtitle)
+        await pilot.pause()
+        counts.reset()
+        await pilot.pause(0.6)
+        assert counts.ticks <= 1, f"{counts.ticks} timer ticks while the log was quiet"
+        assert sum(counts.refreshes.values()) == 0, counts.refreshes
+        # When the label's time comes, it changes, and only then is the frame repainted.
+        now[0] = CLOCK + 75
+        await until(pilot, lambda: "a minute ago" in str(view.border_subtitle), "the minute label")
+        assert counts.refreshes["LogView"] >= 1
+
+
+async def test_metrics_pane_repaints_only_when_a_poll_finds_points(
+    counts: Counts, tmp_path: Path
+) -> None:
+    config = Config()
+    config.monitor.log_poll_seconds = 0.05
+    run = tmp_path / "run"
+    run.mkdir()
+    log = run / "train.log"
+    log.write_text("".join(f"step {i} loss={1 / (i + 1):.4f}\n" for i in range(30)))
+    app = PanesApp(clock=lambda: CLOCK, config=config)
+    async with app.run_test(size=(120, 30)) as pilot:
+        panel = app.query_one(MetricsPanel)
+        panel.set_run(log, run)
+        await until(pilot, lambda: "loss" in panel.shown, "the loss series")
+        await pilot.pause(0.2)
+        counts.reset()
+        await pilot.pause(0.6)  # about a dozen polls of an unchanged run
+        assert counts.refreshes["MetricsPanel"] == 0, counts.refreshes
+        with log.open("a") as handle:
+            handle.write("step 30 loss=0.0300\n")
+        await until(pilot, lambda: counts.refreshes["MetricsPanel"] > 0, "a repaint")
+        assert counts.layouts == 0
