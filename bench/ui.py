@@ -45,6 +45,8 @@ if kind == "bare":
     from runctl_tui.ui.widgets.metrics_panel import MetricsPanel
 
     class Bare(App[None]):
+        CSS = "Horizontal > * { width: 1fr; } Horizontal > LogView { width: 2fr; }"
+
         def compose(self):
             yield Static("header")
             with Vertical():
@@ -84,6 +86,7 @@ else:
 
 
 BARE_IDLE = r"""
+import os
 import sys
 from pathlib import Path
 from textual.app import App
@@ -98,13 +101,17 @@ log = Path(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] else None
 
 
 class Bare(App[None]):
+    # The lower panes share the width as on the dashboard (without this the log pane was one
+    # column wide and the baseline drew almost nothing).
+    CSS = "Horizontal > * { width: 1fr; } Horizontal > LogView { width: 2fr; }"
+
     def compose(self):
         yield Static("header")
         with Vertical():
             yield DataTable()
         yield Tabs(Tab("a"), Tab("b"), Tab("c"))
         with Horizontal():
-            yield LogView(id="log")
+            yield LogView(id="log", max_fps=int(os.environ.get("RUNCTL_UI_MAX_FPS", "10")))
             yield CheckpointBrowser()
             yield MetricsPanel()
         yield Footer()
@@ -243,6 +250,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=60.0, help="CPU measuring window")
     parser.add_argument("--repeat", type=int, default=7, help="first-frame runs per app")
+    parser.add_argument(
+        "--max-fps",
+        type=int,
+        default=None,
+        help="log pane redraws per second for both apps (`[ui] max_fps`; default: the config's)",
+    )
     args = parser.parse_args()
 
     from moto.server import ThreadedMotoServer
@@ -265,9 +278,13 @@ def main() -> int:
         AWS_EC2_METADATA_DISABLED="true",
         RUNCTL_LOCAL_USE_UV="0",
     )
+    if args.max_fps is not None:
+        env["RUNCTL_UI_MAX_FPS"] = str(args.max_fps)
 
     print("# runctl-tui dashboard benchmark")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    if args.max_fps is not None:
+        print(f"log pane redraws capped at {args.max_fps} per second ([ui] max_fps)")
 
     # 1. time to first frame, alternating, local backend only (the default config).
     bare: list[float] = []

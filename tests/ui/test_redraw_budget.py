@@ -212,3 +212,34 @@ async def test_metrics_pane_repaints_only_when_a_poll_finds_points(
             handle.write("step 30 loss=0.0300\n")
         await until(pilot, lambda: counts.refreshes["MetricsPanel"] > 0, "a repaint")
         assert counts.layouts == 0
+
+
+async def test_scrollbar_follows_the_view_though_it_repaints_only_when_its_thumb_moves(
+    counts: Counts,
+) -> None:
+    app = PanesApp(clock=lambda: CLOCK)
+    async with app.run_test(size=(120, 30)) as pilot:
+        view = app.query_one(LogView)
+        lines = view.lines_view
+        source = QueueSource()
+        view.set_source(source)
+        source.put([f"line {i}" for i in range(600)])
+        await until(pilot, rows_reach(view, 600), "600 lines")
+        await pilot.pause()
+        bar = lines.vertical_scrollbar
+        assert bar.window_virtual_size == 600
+        assert bar.position == lines.max_scroll_y
+        counts.reset()
+        for i in range(10):
+            source.put([f"more {i}"])
+            await until(pilot, rows_reach(view, 601 + i), f"more {i}")
+        await pilot.pause()
+        # A one-cell thumb at the bottom of a long log does not move: no repaint of the bar,
+        # but it knows the new geometry (mouse drags and later repaints use it).
+        assert counts.refreshes["ScrollBar"] == 0, counts.refreshes
+        assert bar.window_virtual_size == 610
+        assert bar.position == lines.max_scroll_y
+        lines.focus()
+        await pilot.press("home")
+        assert bar.position == 0
+        assert counts.refreshes["ScrollBar"] >= 1, "the thumb moved to the top"

@@ -9,6 +9,7 @@ resumes. `/` searches (highlights, `n`/`N`), `&` filters by regex, `w` wraps, `s
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections import deque
@@ -29,6 +30,7 @@ from textual.events import Resize
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBar
 from textual.strip import Strip
 from textual.timer import Timer
 from textual.widgets import Input, Static
@@ -53,6 +55,17 @@ def _height(line: str, width: int) -> int:
     plain = _plain(line)
     cells = len(plain) if plain.isascii() else cell_len(plain)
     return max(1, -(-cells // width))
+
+
+def _thumb(bar: ScrollBar) -> tuple[int, int, int]:
+    """Where a scrollbar's thumb is drawn, in eighths of a cell (as Textual draws it)."""
+    size = bar.size.height if bar.vertical else bar.size.width
+    virtual, window, position = bar.window_virtual_size, bar.window_size, bar.position
+    if not (window and size and virtual and size != virtual and virtual != window):
+        return (size, 0, 0)
+    thumb = max(1.0, window / (virtual / size))
+    start = int((size - thumb) * (position / (virtual - window)) * 8)
+    return (size, start, start + math.ceil(thumb * 8))
 
 
 def _smart_case_pattern(term: str) -> re.Pattern[str]:
@@ -164,6 +177,9 @@ class LogLines(ScrollView, can_focus=True):
         self._update_virtual_size()
         if self.following:
             self._scroll_to_end()
+        # Once the view is where it will be drawn (an earlier sync would see the grown log at
+        # the old position, and repaint the bar for a thumb that is not drawn in the end).
+        self._sync_scrollbars()
         self.refresh()
 
     def sync(self) -> None:
@@ -182,6 +198,7 @@ class LogLines(ScrollView, can_focus=True):
         elif removed:
             # Keep the lines being read in place while old ones fall off the front.
             self._set_scroll_y(self.scroll_y - removed)
+        self._sync_scrollbars()
         self.refresh()
 
     def _show_partial(self) -> bool:
@@ -202,8 +219,28 @@ class LogLines(ScrollView, can_focus=True):
         # ten times a second while a log grows. This view has a fixed size: more rows only
         # move its scrollbars, which lay the screen out themselves when they appear or go.
         self.set_reactive(LogLines.virtual_size, size)
-        self._scroll_update(size)
+        self._refresh_scrollbars()
         self.refresh()
+
+    def _sync_scrollbars(self) -> None:
+        """Give the scrollbars the view's geometry; repaint one only when its thumb moves."""
+        # Textual repaints a scrollbar whenever the position changes, i.e. on every line that
+        # arrives, although the thumb of a long log moves by a cell only every few hundred.
+        width, height = self.scrollable_content_region.size
+        virtual = self.virtual_size
+        if self.show_vertical_scrollbar:
+            self._sync_bar(self.vertical_scrollbar, virtual.height, height, self.scroll_y)
+        if self.show_horizontal_scrollbar:
+            self._sync_bar(self.horizontal_scrollbar, virtual.width, width, self.scroll_x)
+
+    @staticmethod
+    def _sync_bar(bar: ScrollBar, virtual: int, window: int, position: float) -> None:
+        before = _thumb(bar)
+        bar.set_reactive(ScrollBar.window_virtual_size, virtual)
+        bar.set_reactive(ScrollBar.window_size, window)
+        bar.set_reactive(ScrollBar.position, bar.validate_position(position))
+        if _thumb(bar) != before:
+            bar.refresh()
 
     def row_at(self, y: int) -> tuple[int, int] | None:
         """(line number, row within it) at screen row `y` of the whole log."""
@@ -258,7 +295,10 @@ class LogLines(ScrollView, can_focus=True):
         self._set_scroll_y(self.max_scroll_y)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        super().watch_scroll_y(old_value, new_value)
+        # ScrollView's watcher would repaint the scrollbar on every change.
+        self._sync_scrollbars()
+        if round(old_value) != round(new_value):
+            self.refresh(self.size.region)
         # Only the user moves the view up from the bottom; a clamp after a resize lands on it.
         at_bottom = new_value >= self.max_scroll_y
         if self.following and not self._programmatic and new_value < old_value and not at_bottom:
