@@ -19,9 +19,9 @@ import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 
 from runctl_tui.core.logsource import LogChunk, LogSource
-from runctl_tui.core.metrics.detectors import Alert, DivergenceWatch, check_series, check_stall
 from runctl_tui.core.metrics.lines import LineMetricsParser
-from runctl_tui.core.metrics.models import Points, Series, to_points
+from runctl_tui.core.metrics.models import Series
+from runctl_tui.core.metrics.watched import WatchedSeries
 
 INITIAL_LINES = 1_000_000
 """Lines of the log's existing end asked for at the start (a remote source bounds it by bytes)."""
@@ -31,11 +31,11 @@ _RESTART_WORDS = ("from the start",)
 """In a source's notice: the file is being read again from its beginning."""
 
 
-class MetricsStream:
+class MetricsStream(WatchedSeries):
     """The series of a run whose console log arrives as a stream of `LogChunk`s.
 
     Feed chunks with `feed` (synchronous, for tests and threads) or let `follow` consume the
-    source. `series`, `last_point_at` and `alerts` mirror `MetricsTracker`.
+    source. `series`, `last_point_at` and `alerts` are `MetricsTracker`'s (`WatchedSeries`).
     """
 
     def __init__(
@@ -54,19 +54,12 @@ class MetricsStream:
             initial_lines: Lines of the existing log to read first.
             clock: Wall clock, replaceable in tests.
         """
+        super().__init__(clock)
         self.source = source
         self._patterns = tuple(patterns)
         self._parser = LineMetricsParser(self._patterns)
         self._initial_lines = initial_lines
-        self._clock = clock
         self._partial: str | None = None
-        self._watches: dict[str, DivergenceWatch] = {}
-        self.series: dict[str, Series] = {}
-        """The series by name, in the order they first appeared."""
-        self.started_at = clock()
-        """When watching began (epoch seconds)."""
-        self.last_point_at: float | None = None
-        """Wall time when a new point last arrived; None before the first."""
         self.lines = 0
         """Complete lines read so far."""
         self.notice: str | None = None
@@ -155,37 +148,6 @@ class MetricsStream:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    def points(self) -> dict[str, Points]:
-        """The series as plain `(step, value)` lists."""
-        return to_points(self.series)
-
-    def alerts(
-        self,
-        *,
-        divergence_factor: float,
-        stall_seconds: float,
-        running: bool = True,
-        now: float | None = None,
-    ) -> list[Alert]:
-        """NaN/inf, divergence and (for a running run) stall alerts, as `MetricsTracker`'s.
-
-        Args:
-            divergence_factor: `[monitor] divergence_factor`.
-            stall_seconds: `[monitor] stall_seconds`.
-            running: Whether the run is still going; a finished run never stalls.
-            now: Wall time; default the stream's clock.
-
-        Returns:
-            The alerts, stall first.
-        """
-        alerts = check_series(self.series, divergence_factor, self._watches)
-        if running:
-            since = self.last_point_at if self.last_point_at is not None else self.started_at
-            stall = check_stall(since, self._clock() if now is None else now, stall_seconds)
-            if stall is not None:
-                alerts.insert(0, stall)
-        return alerts
 
 
 __all__ = ["MetricsStream"]

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from runctl_tui.core.metrics.detectors import Alert, DivergenceWatch, check_series, check_stall
 from runctl_tui.core.metrics.files import (
     CsvReader,
     EventsReader,
@@ -27,7 +26,8 @@ from runctl_tui.core.metrics.files import (
     looks_like_csv_log,
     reader_for,
 )
-from runctl_tui.core.metrics.models import Points, Series, to_points
+from runctl_tui.core.metrics.models import Points, Series
+from runctl_tui.core.metrics.watched import WatchedSeries
 
 MAX_DEPTH = 5
 """How deep below a run directory sources are looked for."""
@@ -102,7 +102,7 @@ def _state_rank(path: Path) -> tuple[int, float]:
     return (step, mtime)
 
 
-class MetricsTracker:
+class MetricsTracker(WatchedSeries):
     """Incremental metrics of one run, from a run directory or a single file."""
 
     def __init__(
@@ -124,24 +124,16 @@ class MetricsTracker:
             rescan_seconds: How often a directory is searched again for new sources.
             clock: Wall clock, replaceable in tests.
         """
+        super().__init__(clock)
         self.path = path
         self._extra_paths = tuple(extra_paths)
         self._patterns = tuple(patterns)
         self._rescan_seconds = rescan_seconds
-        self._clock = clock
         self._readers: dict[Path, MetricsReader] = {}
         self._last_scan = -1e18
-        self.series: dict[str, Series] = {}
-        """The merged series by name, in the order they first appeared."""
         self.info: dict[str, Any] = {}
         """Facts the sources state (`best_metric`, `best_model_checkpoint`...)."""
-        self.started_at = clock()
-        """When watching began (epoch seconds)."""
-        self.last_point_at: float | None = None
-        """Wall time when a new point last arrived; None before the first."""
         self._total_points = 0
-        self._watches: dict[str, DivergenceWatch] = {}
-        """Divergence state per loss series, so each `alerts` call reads only new points."""
 
     @property
     def sources(self) -> list[Path]:
@@ -216,37 +208,6 @@ class MetricsTracker:
         if total > self._total_points:
             self.last_point_at = self._clock()
         self._total_points = total
-
-    def points(self) -> dict[str, Points]:
-        """The merged series as plain `(step, value)` lists."""
-        return to_points(self.series)
-
-    def alerts(
-        self,
-        *,
-        divergence_factor: float,
-        stall_seconds: float,
-        running: bool = True,
-        now: float | None = None,
-    ) -> list[Alert]:
-        """NaN/inf, divergence and (for a running run) stall alerts.
-
-        Args:
-            divergence_factor: `[monitor] divergence_factor`.
-            stall_seconds: `[monitor] stall_seconds`.
-            running: Whether the run is still going; a finished run never stalls.
-            now: Wall time; default the tracker's clock.
-
-        Returns:
-            The alerts, stall first.
-        """
-        alerts = check_series(self.series, divergence_factor, self._watches)
-        if running:
-            since = self.last_point_at if self.last_point_at is not None else self.started_at
-            stall = check_stall(since, self._clock() if now is None else now, stall_seconds)
-            if stall is not None:
-                alerts.insert(0, stall)
-        return alerts
 
 
 def read_metrics(path: Path, patterns: Sequence[str] = ()) -> dict[str, Points]:
