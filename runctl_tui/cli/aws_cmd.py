@@ -16,7 +16,14 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from runctl_tui.cli.common import EXIT_FAILURE, EXIT_OK, Context, fail, print_json, warn
+from runctl_tui.cli.common import EXIT_FAILURE, EXIT_OK, Context, print_json, warn
+from runctl_tui.cli.remote_common import (
+    add_script_arguments,
+    confirm_terminate,
+    print_table,
+    status,
+    uptime_text,
+)
 from runctl_tui.core.errors import RunctlError
 from runctl_tui.core.secrets import scrub
 
@@ -76,13 +83,9 @@ def register(subparsers: Any) -> None:
         "--output-s3", metavar="URI", default="", help="upload checkpoints and outputs here"
     )
     train.add_argument(
-        "-b", "--background", action="store_true", help="start and return (do not follow)"
-    )
-    train.add_argument(
         "--allow-concurrent", action="store_true", help="start even if a run is active there"
     )
-    train.add_argument("script", metavar="SCRIPT")
-    train.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARGS")
+    add_script_arguments(train)
     train.set_defaults(handler=cmd_train)
 
     monitor = actions.add_parser("monitor", help="a run's status, uploads and log")
@@ -130,23 +133,10 @@ def _backend(config: Config, **kwargs: Any) -> AwsBackend:
     return AwsBackend(config, **kwargs)
 
 
-def _status(line: str) -> None:
-    print(f"  {scrub(line)}", file=sys.stderr, flush=True)
-
-
 def _money(value: float | None, estimate: bool = False) -> str:
     if value is None:
         return "-"
     return f"{'~' if estimate else ''}${value:.4f}"
-
-
-def _uptime(machine: Machine) -> str:
-    seconds = machine.uptime_seconds()
-    if seconds is None:
-        return "-"
-    import humanize
-
-    return str(humanize.naturaldelta(seconds))
 
 
 def _machine_json(machine: Machine) -> dict[str, Any]:
@@ -204,14 +194,12 @@ def cmd_list(args: argparse.Namespace, context: Context) -> int:
                 "spot" if m.spot else "on-demand",
                 state,
                 m.tags.get("public_ip") or m.tags.get("private_ip") or "-",
-                _uptime(m),
+                uptime_text(m),
                 _money(m.price_per_hour, m.price_is_estimate),
                 _money(m.cost_so_far(), m.price_is_estimate),
             )
         )
-    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    print_table([header, *rows])
     if any(m.price_is_estimate for m in machines):
         print("~ estimated from runctl's on-demand price table (runctl aws prices)")
     return EXIT_OK
@@ -251,7 +239,7 @@ def cmd_create(args: argparse.Namespace, context: Context) -> int:
         print(scrub(outcome.message), file=sys.stderr if args.json else sys.stdout, flush=True)
         if not args.wait:
             return outcome.machine
-        return await backend.wait_until_ready(outcome.machine.id, _status)
+        return await backend.wait_until_ready(outcome.machine.id, status)
 
     machine = _run(go())
     if args.json:
@@ -282,7 +270,7 @@ def cmd_train(args: argparse.Namespace, context: Context) -> int:
             data_s3=args.data_s3,
             output_s3=args.output_s3,
             allow_concurrent=args.allow_concurrent,
-            progress=_status,
+            progress=status,
         )
     )
     run = started.run
@@ -404,7 +392,7 @@ def _follow(config: Config, backend: AwsBackend, run_id: str) -> int:
                 for line in chunk.lines:
                     print(scrub(line), flush=True)
                 if chunk.notice:
-                    _status(chunk.notice)
+                    status(chunk.notice)
                 seen.saw_chunk()
 
         task = asyncio.create_task(printer())
@@ -417,7 +405,7 @@ def _follow(config: Config, backend: AwsBackend, run_id: str) -> int:
                     return state
         finally:
             if task.done() and not task.cancelled() and task.exception() is not None:
-                _status(f"log tail stopped: {task.exception()}")
+                status(f"log tail stopped: {task.exception()}")
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, RunctlError):
                 await task
@@ -428,8 +416,8 @@ def _follow(config: Config, backend: AwsBackend, run_id: str) -> int:
             state = await follow_once(current)
             _print_state(state)
             if state.run.status is RunStatus.INTERRUPTED and config.aws.auto_resume:
-                _status("auto_resume is on: launching a replacement and resuming from S3")
-                started = await resume_run(config, backend, current, progress=_status)
+                status("auto_resume is on: launching a replacement and resuming from S3")
+                started = await resume_run(config, backend, current, progress=status)
                 print(f"run {started.run.id} resumed on {started.run.machine}")
                 continue
             if state.run.status is RunStatus.INTERRUPTED:
@@ -491,7 +479,7 @@ def cmd_resume(args: argparse.Namespace, context: Context) -> int:
 
     async def go() -> Any:
         await inspect_run(config, backend, args.run_id)
-        return await resume_run(config, backend, args.run_id, progress=_status)
+        return await resume_run(config, backend, args.run_id, progress=status)
 
     started = _run(go())
     print(f"run {started.run.id} resumed on {started.run.machine} from {started.info.resumed_from}")
@@ -522,12 +510,12 @@ def cmd_terminate(args: argparse.Namespace, context: Context) -> int:
     if warning:
         warn(warning)
     if not args.yes:
-        if not sys.stdin.isatty():
-            return fail(f"terminating {args.id} needs confirmation: pass --yes", EXIT_FAILURE)
-        answer = input(f"Terminate {machine.id} ({machine.name}) and delete its disk? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("Not terminated.")
-            return EXIT_FAILURE
+        refused = confirm_terminate(
+            f"Terminate {machine.id} ({machine.name}) and delete its disk?",
+            f"terminating {args.id} needs confirmation: pass --yes",
+        )
+        if refused is not None:
+            return refused
 
     async def go() -> Machine:
         await backend.terminate(args.id)

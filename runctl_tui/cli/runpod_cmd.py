@@ -16,6 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from runctl_tui.cli.common import EXIT_FAILURE, EXIT_OK, Context, fail, print_json, warn
+from runctl_tui.cli.remote_common import (
+    add_script_arguments,
+    confirm_terminate,
+    print_table,
+    status,
+    uptime_text,
+)
 from runctl_tui.core.errors import RunctlError
 from runctl_tui.core.secrets import scrub
 
@@ -72,11 +79,7 @@ def register(subparsers: Any) -> None:
         "runctl's options go before SCRIPT; ARGS are passed verbatim.",
     )
     train.add_argument("pod", metavar="POD", help="pod id or name")
-    train.add_argument(
-        "-b", "--background", action="store_true", help="start and return (do not follow)"
-    )
-    train.add_argument("script", metavar="SCRIPT")
-    train.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARGS")
+    add_script_arguments(train)
     train.set_defaults(handler=cmd_train)
 
     monitor = actions.add_parser("monitor", help="a pod, its newest run and the run's log")
@@ -144,21 +147,8 @@ def _with_backend(config: Config, work: Callable[[RunPodBackend], Awaitable[T]])
     return asyncio.run(go())
 
 
-def _status(line: str) -> None:
-    print(f"  {scrub(line)}", file=sys.stderr, flush=True)
-
-
 def _money(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"${value:.{digits}f}"
-
-
-def _uptime(machine: Machine) -> str:
-    seconds = machine.uptime_seconds()
-    if seconds is None:
-        return "-"
-    import humanize
-
-    return str(humanize.naturaldelta(seconds))
 
 
 def _machine_json(machine: Machine) -> dict[str, Any]:
@@ -191,14 +181,6 @@ def _machine_json(machine: Machine) -> dict[str, Any]:
     }
 
 
-def _table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
-
-
 def _ssh_text(machine: Machine) -> str:
     if machine.ssh is None:
         return "-"
@@ -217,7 +199,7 @@ def _describe(machine: Machine) -> str:
         f"{machine.gpu_count} x {machine.gpu_type}",
         f"{machine.tags.get('cloud', '')} {machine.region}".strip(),
         f"{_money(machine.price_per_hour)}/h",
-        f"up {_uptime(machine)}",
+        f"up {uptime_text(machine)}",
         f"spent {_money(machine.cost_so_far())}",
     ]
     if utilisation:
@@ -252,12 +234,12 @@ def cmd_list(args: argparse.Namespace, context: Context) -> int:
                 m.tags.get("cloud", ""),
                 m.region or "-",
                 _money(m.price_per_hour),
-                _uptime(m),
+                uptime_text(m),
                 _money(m.cost_so_far()),
                 _ssh_text(m),
             ]
         )
-    _table(rows)
+    print_table(rows)
     billing = sum(m.price_per_hour or 0.0 for m in machines)
     print(f"\nBilling now: {_money(billing)}/h for compute.")
     return EXIT_OK
@@ -289,12 +271,12 @@ def cmd_create(args: argparse.Namespace, context: Context) -> int:
     async def work(backend: RunPodBackend) -> Machine:
         price, stock = await backend.quote(gpu, count, cloud)
         quoted = f"{_money(price)}/h" if price is not None else "an unlisted price"
-        _status(
+        status(
             f"creating {count} x {gpu} ({cloud}) at {quoted} (catalog price; stock "
             f"{stock or 'unknown'})"
         )
         machine = await backend.create(spec)
-        _status(
+        status(
             f"pod {machine.id} ({machine.name}) created: {machine.raw_state} in "
             f"{machine.region or 'a data centre RunPod picks'}, billed "
             f"{_money(machine.price_per_hour)}/h"
@@ -309,11 +291,11 @@ def cmd_create(args: argparse.Namespace, context: Context) -> int:
 
         def show(current: Machine, ssh_ready: bool) -> None:
             if ssh_ready:
-                _status(f"{current.raw_state}: SSH answers at {_ssh_text(current)}")
+                status(f"{current.raw_state}: SSH answers at {_ssh_text(current)}")
             elif current.raw_state == "RUNNING":
-                _status(f"{current.raw_state}: waiting for SSH at {_ssh_text(current)}")
+                status(f"{current.raw_state}: waiting for SSH at {_ssh_text(current)}")
             else:
-                _status(current.raw_state)
+                status(current.raw_state)
 
         return await backend.wait_until_ready(
             machine.id,
@@ -334,7 +316,7 @@ def _print_chunk(chunk: LogChunk) -> None:
     for line in chunk.lines:
         print(scrub(line), flush=True)
     if chunk.notice:
-        _status(chunk.notice)
+        status(chunk.notice)
 
 
 def cmd_train(args: argparse.Namespace, context: Context) -> int:
@@ -351,7 +333,7 @@ def cmd_train(args: argparse.Namespace, context: Context) -> int:
             args.pod,
             args.script,
             list(args.script_args),
-            progress=_status,
+            progress=status,
             wait_timeout=config.runpod.wait_timeout_seconds,
             poll_seconds=config.monitor.poll_seconds,
         )
@@ -475,15 +457,12 @@ def cmd_terminate(args: argparse.Namespace, context: Context) -> int:
     if active and run is not None:
         warn(f"run {run.id} is recorded as running on {machine.id}; it will be lost")
     if not args.yes:
-        if not sys.stdin.isatty():
-            return fail(
-                f"terminating {what} deletes its container disk and volume; pass --yes to confirm",
-                EXIT_FAILURE,
-            )
-        answer = input(f"Terminate {what} and delete its disks? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
-            print("Not terminated.")
-            return EXIT_FAILURE
+        refused = confirm_terminate(
+            f"Terminate {what} and delete its disks?",
+            f"terminating {what} deletes its container disk and volume; pass --yes to confirm",
+        )
+        if refused is not None:
+            return refused
 
     async def go(backend: RunPodBackend) -> None:
         await backend.terminate(machine.id)
@@ -537,7 +516,7 @@ def cmd_gpus(args: argparse.Namespace, context: Context) -> int:
                 o.stock or "-",
             ]
         )
-    _table(rows)
+    print_table(rows)
     print("\nPrices are per GPU; a pod of N GPUs costs N times as much.")
     return EXIT_OK
 
@@ -581,7 +560,7 @@ def cmd_checkpoints(args: argparse.Namespace, context: Context) -> int:
                 "-" if entry.epoch is None else str(entry.epoch),
             ]
         )
-    _table(rows)
+    print_table(rows)
     return EXIT_OK
 
 
@@ -607,7 +586,7 @@ def cmd_download(args: argparse.Namespace, context: Context) -> int:
         quarter = 4 * done // total if total else 4
         if quarter > shown["quarter"]:
             shown["quarter"] = quarter
-            _status(text)
+            status(text)
 
     async def work(backend: RunPodBackend) -> tuple[str, Path, int]:
         machine = await backend.resolve(args.pod)
