@@ -162,6 +162,23 @@ class FleetActions:
             self.app.notify("Select a machine first.", severity="warning")
         return row
 
+    def _row_for(self, what: str) -> FleetRow | None:
+        """The selected row when `what` is allowed and a row is selected; else None (notified)."""
+        if not self._allowed(what):
+            return None
+        return self._row_or_notify()
+
+    def _resumable_run(self, row: FleetRow | None) -> Run | None:
+        """The row's local run when it can be resumed; else None (notified)."""
+        run = row.run if row is not None else None
+        if run is None or run.backend is not Provider.LOCAL:
+            self.app.notify("Select a machine with a local run to resume.", severity="warning")
+            return None
+        if is_running(run):
+            self.app.notify(f"Run {run.id} is still running; stop it first (`s`).")
+            return None
+        return run
+
     # ---- create ------------------------------------------------------------------------
 
     def action_create(self) -> None:
@@ -228,9 +245,7 @@ class FleetActions:
 
     def action_terminate(self) -> None:
         """Terminate the selected machine after its name is typed (`x`)."""
-        if not self._allowed("terminating a machine"):
-            return
-        row = self._row_or_notify()
+        row = self._row_for("terminating a machine")
         if row is None:
             return
         machine = row.machine
@@ -272,9 +287,7 @@ class FleetActions:
 
     def action_stop(self) -> None:
         """Stop the selected machine, or the run on this computer (`s`)."""
-        if not self._allowed("stopping anything"):
-            return
-        row = self._row_or_notify()
+        row = self._row_for("stopping anything")
         if row is None:
             return
         from runctl_tui.ui.screens.confirm import ConfirmScreen
@@ -331,9 +344,7 @@ class FleetActions:
 
     def action_start(self) -> None:
         """Start the selected stopped machine (`S`)."""
-        if not self._allowed("starting a machine"):
-            return
-        row = self._row_or_notify()
+        row = self._row_for("starting a machine")
         if row is None:
             return
         machine = row.machine
@@ -362,9 +373,7 @@ class FleetActions:
 
     def action_train(self) -> None:
         """Start a training run on the selected machine (`t`)."""
-        if not self._allowed("starting a run"):
-            return
-        row = self._row_or_notify()
+        row = self._row_for("starting a run")
         if row is None:
             return
         from runctl_tui.ui.screens.train_form import TrainFormScreen, TrainRequest
@@ -385,17 +394,11 @@ class FleetActions:
 
     def action_resume(self) -> None:
         """Resume the selected run from the checkpoint selected in the checkpoint pane (`r`)."""
-        if not self._allowed("resuming a run"):
-            return
-        row = self._row_or_notify()
+        row = self._row_for("resuming a run")
         if row is None:
             return
-        run = row.run
-        if run is None or run.backend is not Provider.LOCAL:
-            self.app.notify("Select a machine with a local run to resume.", severity="warning")
-            return
-        if is_running(run):
-            self.app.notify(f"Run {run.id} is still running; stop it first (`s`).")
+        run = self._resumable_run(row)
+        if run is None:
             return
         checkpoint = self._selected_checkpoint()
         if checkpoint is None:
@@ -409,13 +412,8 @@ class FleetActions:
         """Resume the selected machine's last local run from `checkpoint`."""
         if not self._allowed("resuming a run"):
             return
-        row = self._row_or_notify()
-        run = row.run if row is not None else None
-        if run is None or run.backend is not Provider.LOCAL:
-            self.app.notify("Select a machine with a local run to resume.", severity="warning")
-            return
-        if is_running(run):
-            self.app.notify(f"Run {run.id} is still running; stop it first (`s`).")
+        run = self._resumable_run(self._row_or_notify())
+        if run is None:
             return
         self._resume(run, str(checkpoint))
 
