@@ -23,7 +23,10 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from runctl_tui.core.config import Config
+from runctl_tui.core.fleet import FleetTotals, ProviderSnapshot
 from runctl_tui.core.logsource import LogChunk
+from runctl_tui.core.models import Provider
+from runctl_tui.ui.widgets.header_bar import HeaderBar
 from runctl_tui.ui.widgets.log_view import LogLines, LogView
 from runctl_tui.ui.widgets.metrics_panel import MetricsPanel
 
@@ -243,3 +246,31 @@ async def test_scrollbar_follows_the_view_though_it_repaints_only_when_its_thumb
         await pilot.press("home")
         assert bar.position == 0
         assert counts.refreshes["ScrollBar"] >= 1, "the thumb moved to the top"
+
+
+class HeaderApp(App[None]):
+    """The header line above a table, sized as on the dashboard (`#header`: one line)."""
+
+    CSS_PATH = Path(__file__).resolve().parents[2] / "runctl_tui" / "ui" / "app.tcss"
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(id="header")
+        yield DataTable(id="table")
+
+
+async def test_header_redraws_its_line_only_when_a_figure_changes(counts: Counts) -> None:
+    snapshots = {Provider.LOCAL: ProviderSnapshot(Provider.LOCAL, fetched_at=CLOCK)}
+    app = HeaderApp()
+    async with app.run_test(size=(100, 10)) as pilot:
+        header = app.query_one(HeaderBar)
+        header.show(FleetTotals(spend_today=0.004), snapshots, CLOCK, 5.0, False)
+        await pilot.pause()
+        counts.reset()
+        header.show(FleetTotals(spend_today=0.004), snapshots, CLOCK + 2, 5.0, False)
+        await pilot.pause()
+        assert counts.refreshes["HeaderBar"] == 0, "same text: nothing to draw"
+        header.show(FleetTotals(spend_today=0.005), snapshots, CLOCK + 4, 5.0, False)
+        await pilot.pause()
+        assert "today $0.005" in str(header.render())
+        assert counts.refreshes["HeaderBar"] == 1
+        assert counts.layouts == 0, "a new figure in a one-line header needs no layout"

@@ -106,4 +106,5 @@ class HeaderBar(Static):
             or text.spans != self._shown.spans
         ):
             self._shown = text
-            self.update(text)
+            # One line of fixed size (`#header`): a new figure needs no layout of the screen.
+            self.update(text, layout=False)
