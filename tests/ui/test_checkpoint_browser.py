@@ -157,7 +157,7 @@ async def test_cleanup_shows_the_plan_and_deletes_on_confirm(ckpts: Path) -> Non
     async with app.run_test(size=(130, 40)) as pilot:
         browser = browser_of(pilot)
         await until(pilot, lambda: browser.scans >= 1)
-        await pilot.press("c")
+        await pilot.press("C")
         await until(pilot, lambda: isinstance(app.screen, CleanupConfirmScreen))
         screen = app.screen
         assert isinstance(screen, CleanupConfirmScreen)
@@ -170,7 +170,7 @@ async def test_cleanup_shows_the_plan_and_deletes_on_confirm(ckpts: Path) -> Non
         await pilot.press("escape")  # cancel first: nothing goes
         await until(pilot, lambda: not isinstance(app.screen, CleanupConfirmScreen))
         assert (ckpts / "epoch=2-step=12.ckpt").exists()
-        await pilot.press("c")
+        await pilot.press("C")
         await until(pilot, lambda: isinstance(app.screen, CleanupConfirmScreen))
         await pilot.press("y")
         await until(pilot, lambda: not (ckpts / "epoch=2-step=12.ckpt").exists())

@@ -106,7 +106,7 @@ class CheckpointBrowser(Vertical, can_focus=False):
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("c", "cleanup", "Clean up"),
+        Binding("C", "cleanup", "Clean up"),
         Binding("R", "resume", "Resume"),
         Binding("ctrl+r", "refresh", "Rescan", show=False),
     ]
