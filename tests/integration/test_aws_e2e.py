@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,12 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from runctl_tui.cli import main
 from runctl_tui.core import paths
 from runctl_tui.core.backends import aws as aws_mod
 from runctl_tui.core.models import Provider, RunStatus
 from runctl_tui.core.runs import RunRegistry
 from runctl_tui.testing.imds_server import ImdsServer
+from tests.helpers import Cli, wait_for
 from tests.moto_fixture import (  # noqa: F401 - fixtures
     FAKE_ACCESS_KEY_ID,
     FAKE_SECRET_ACCESS_KEY,
@@ -79,31 +78,6 @@ print("done", flush=True)
 """
 
 ARGS = ["--label", "two words", "it's", "$HOME", ";echo pwned", "--lr=3e-4"]
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll `predicate` until truthy, failing after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Cli:
-    """Runs `runctl` in this process and keeps every byte it printed."""
-
-    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
-        self.capsys = capsys
-        self.transcript: list[str] = []
-
-    def __call__(self, *argv: str) -> tuple[int, str, str]:
-        code = main(list(argv))
-        captured = self.capsys.readouterr()
-        self.transcript += [captured.out, captured.err]
-        return code, captured.out, captured.err
 
 
 @pytest.fixture

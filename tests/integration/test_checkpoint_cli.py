@@ -13,24 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import runctl
+
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "checkpoints"
 TRUTH = json.loads((SAMPLES / "ground_truth.json").read_text())
 DEMO = Path(__file__).resolve().parents[2] / "runctl_tui" / "examples" / "train_demo.py"
-
-
-def runctl(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runctl_tui", *args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def _age(path: Path, seconds_ago: float) -> None:

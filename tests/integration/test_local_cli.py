@@ -17,6 +17,7 @@ import pytest
 from runctl_tui.core.local_runs import demo_script_path, run_is_alive
 from runctl_tui.core.models import RunStatus
 from runctl_tui.core.runs import RunRegistry
+from tests.helpers import runctl
 
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 DEMO = str(demo_script_path())
@@ -37,15 +38,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(root)
     monkeypatch.setenv("PATH", SYSTEM_PATH)
     return root
-
-
-def runctl(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runctl_tui", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def runs_json() -> list[dict[str, Any]]:

@@ -15,16 +15,7 @@ from pathlib import Path
 
 import pytest
 
-
-def runctl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runctl_tui", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.helpers import runctl
 
 
 class Monitor:

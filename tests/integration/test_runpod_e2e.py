@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from runctl_tui.cli import main
 from runctl_tui.core import paths
 from runctl_tui.core.backends.runpod import RunPodBackend
 from runctl_tui.core.config import load_config
@@ -31,6 +30,7 @@ from runctl_tui.core.runpod_training import (
 )
 from runctl_tui.core.runs import RunRegistry
 from runctl_tui.testing.runpod_server import RunPodTestServer
+from tests.helpers import Cli
 from tests.runpod_fixture import API_KEY
 
 pytestmark = pytest.mark.sshd
@@ -55,20 +55,6 @@ print("done", flush=True)
 
 ARGS = ["--label", "two words", "it's", "$HOME", ";echo pwned", "--lr=3e-4"]
 GPU = "NVIDIA GeForce RTX 4090"
-
-
-class Cli:
-    """Runs `runctl` in this process and keeps every byte it printed."""
-
-    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
-        self.capsys = capsys
-        self.transcript: list[str] = []
-
-    def __call__(self, *argv: str) -> tuple[int, str, str]:
-        code = main(list(argv))
-        captured = self.capsys.readouterr()
-        self.transcript += [captured.out, captured.err]
-        return code, captured.out, captured.err
 
 
 @pytest.fixture

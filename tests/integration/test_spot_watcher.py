@@ -9,12 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
@@ -22,6 +20,7 @@ import pytest
 from runctl_tui.agent import agent_dir
 from runctl_tui.agent.spot_watcher import Imds
 from runctl_tui.testing.imds_server import ImdsServer
+from tests.helpers import wait_for
 from tests.moto_fixture import (  # noqa: F401 - fixtures
     FAKE_ACCESS_KEY_ID,
     FAKE_SECRET_ACCESS_KEY,
@@ -46,17 +45,6 @@ while steps == 0 or step < steps:
     step += 1
     time.sleep(0.02)
 """
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll `predicate` until truthy or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from runctl_tui.ui.screens.terminate_confirm import TerminateConfirmScreen
 from runctl_tui.ui.widgets.checkpoint_browser import CheckpointBrowser
 from runctl_tui.ui.widgets.log_view import LogView
 from runctl_tui.ui.widgets.machines_table import MachinesTable
+from tests.ui.helpers import wait_for
 
 API_KEY = "dashboard-test-key-0001"
 DEMO = Path(__file__).resolve().parents[2] / "runctl_tui" / "examples" / "train_demo.py"
@@ -63,17 +64,6 @@ def make_config(server: RunPodTestServer | None, **ui: Any) -> Config:
     for key, value in ui.items():
         setattr(config.ui, key, value)
     return config
-
-
-async def wait_for(
-    pilot: Pilot[Any], condition: Callable[[], bool], what: str, timeout: float = 10.0
-) -> None:
-    """Let the app run until `condition` holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def table(app: RunctlApp) -> MachinesTable:

@@ -36,6 +36,7 @@ from runctl_tui.ui.screens.train_form import TrainFormScreen
 from runctl_tui.ui.widgets.log_view import LogView
 from runctl_tui.ui.widgets.machines_table import MachinesTable
 from tests.moto_fixture import REGION, MotoServer, moto_aws, moto_server  # noqa: F401
+from tests.ui.helpers import wait_for
 
 RP_KEY = "dashboard-cloud-key-0002"
 RTX_4090 = "NVIDIA GeForce RTX 4090"
@@ -58,17 +59,6 @@ def make_config(*, runpod_url: str | None = None) -> Config:
         config.runpod.max_retries = 0
         config.runpod.timeout_seconds = 5.0
     return config
-
-
-async def wait_for(
-    pilot: Pilot[Any], condition: Callable[[], bool], what: str, timeout: float = 15.0
-) -> None:
-    """Let the app run until `condition` holds; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def dashboard(app: RunctlApp) -> DashboardScreen:

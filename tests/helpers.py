@@ -1,0 +1,84 @@
+"""Helpers several test modules share: running `runctl`, polling for a condition."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runctl_tui.cli import main
+
+
+def runctl(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m runctl_tui ARGS` in a subprocess (stdin closed) and capture its output.
+
+    Args:
+        args: The command line after `runctl`.
+        cwd: Working directory; default this process's.
+        env: Variables added to this process's environment.
+        timeout: Seconds before the run is killed and the test fails.
+
+    Returns:
+        The finished process with text stdout and stderr.
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "runctl_tui", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+class Cli:
+    """Runs `runctl` in this process and keeps every byte it printed."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+        self.transcript: list[str] = []
+
+    def __call__(self, *argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        captured = self.capsys.readouterr()
+        self.transcript += [captured.out, captured.err]
+        return code, captured.out, captured.err
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 30.0,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> Any:
+    """Poll `predicate` until it returns something truthy, failing after `timeout` seconds.
+
+    Args:
+        predicate: The check.
+        timeout: Seconds before the test fails.
+        what: Named in the failure.
+        interval: Seconds between checks.
+
+    Returns:
+        The predicate's first truthy value.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
