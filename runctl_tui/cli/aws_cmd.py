@@ -20,6 +20,7 @@ from runctl_tui.cli.common import EXIT_FAILURE, EXIT_OK, Context, print_json, wa
 from runctl_tui.cli.remote_common import (
     add_script_arguments,
     confirm_terminate,
+    print_chunk,
     print_table,
     status,
     uptime_text,
@@ -389,10 +390,7 @@ def _follow(config: Config, backend: AwsBackend, run_id: str) -> int:
 
         async def printer() -> None:
             async for chunk in source.follow(initial_lines=20):
-                for line in chunk.lines:
-                    print(scrub(line), flush=True)
-                if chunk.notice:
-                    status(chunk.notice)
+                print_chunk(chunk)
                 seen.saw_chunk()
 
         task = asyncio.create_task(printer())

@@ -14,6 +14,7 @@ from runctl_tui.cli.common import EXIT_FAILURE, fail
 from runctl_tui.core.secrets import scrub
 
 if TYPE_CHECKING:
+    from runctl_tui.core.logsource import LogChunk
     from runctl_tui.core.models import Machine
 
 
@@ -37,6 +38,18 @@ def status(line: str) -> None:
         line: What is happening.
     """
     print(f"  {scrub(line)}", file=sys.stderr, flush=True)
+
+
+def print_chunk(chunk: LogChunk) -> None:
+    """Print a followed log's complete lines to stdout (scrubbed) and its notice as a status.
+
+    Args:
+        chunk: The next chunk from a `LogSource`.
+    """
+    for line in chunk.lines:
+        print(scrub(line), flush=True)
+    if chunk.notice:
+        status(chunk.notice)
 
 
 def uptime_text(machine: Machine) -> str:
@@ -86,4 +99,11 @@ def confirm_terminate(question: str, without_terminal: str) -> int | None:
     return None
 
 
-__all__ = ["add_script_arguments", "confirm_terminate", "print_table", "status", "uptime_text"]
+__all__ = [
+    "add_script_arguments",
+    "confirm_terminate",
+    "print_chunk",
+    "print_table",
+    "status",
+    "uptime_text",
+]

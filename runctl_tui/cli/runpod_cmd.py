@@ -19,6 +19,7 @@ from runctl_tui.cli.common import EXIT_FAILURE, EXIT_OK, Context, fail, print_js
 from runctl_tui.cli.remote_common import (
     add_script_arguments,
     confirm_terminate,
+    print_chunk,
     print_table,
     status,
     uptime_text,
@@ -29,7 +30,6 @@ from runctl_tui.core.secrets import scrub
 if TYPE_CHECKING:
     from runctl_tui.core.backends.runpod import RunPodBackend
     from runctl_tui.core.config import Config
-    from runctl_tui.core.logsource import LogChunk
     from runctl_tui.core.models import Machine, Run
 
 ORDER = 30
@@ -312,13 +312,6 @@ def cmd_create(args: argparse.Namespace, context: Context) -> int:
     return EXIT_OK
 
 
-def _print_chunk(chunk: LogChunk) -> None:
-    for line in chunk.lines:
-        print(scrub(line), flush=True)
-    if chunk.notice:
-        status(chunk.notice)
-
-
 def cmd_train(args: argparse.Namespace, context: Context) -> int:
     """`runctl runpod train POD [--background] SCRIPT ARGS...`."""
     from runctl_tui.core.models import RunStatus
@@ -347,7 +340,7 @@ def cmd_train(args: argparse.Namespace, context: Context) -> int:
             print(f"Follow it with: runctl runpod monitor {run.machine} --follow")
             return EXIT_OK
         final = await follow_run(
-            backend, run, _print_chunk, poll_seconds=config.monitor.poll_seconds
+            backend, run, print_chunk, poll_seconds=config.monitor.poll_seconds
         )
         print(f"run {final.id}: {final.status.value}" + _exit_text(final))
         return EXIT_OK if final.status is RunStatus.SUCCEEDED else EXIT_FAILURE
@@ -372,7 +365,7 @@ def cmd_monitor(args: argparse.Namespace, context: Context) -> int:
     async def container(backend: RunPodBackend, machine: Machine) -> int:
         source = backend.container_logs(machine.id)
         async for chunk in source.follow(initial_lines=args.lines):
-            _print_chunk(chunk)
+            print_chunk(chunk)
             if not args.follow:
                 return EXIT_OK
         return EXIT_OK
@@ -399,7 +392,7 @@ def cmd_monitor(args: argparse.Namespace, context: Context) -> int:
             final = await follow_run(
                 backend,
                 run,
-                _print_chunk,
+                print_chunk,
                 initial_lines=args.lines,
                 poll_seconds=config.monitor.poll_seconds,
             )
@@ -413,7 +406,7 @@ def cmd_monitor(args: argparse.Namespace, context: Context) -> int:
                 close = getattr(iterator, "aclose", None)
                 if close is not None:
                     await close()
-            _print_chunk(chunk)
+            print_chunk(chunk)
             if chunk.partial:
                 print(scrub(chunk.partial))
         return EXIT_OK
