@@ -7,9 +7,10 @@ directly (`ec2_backend()`), e.g. to give an instance a spot-termination state re
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,30 @@ FAKE_ACCESS_KEY_ID = "AKIARUNCTLFAKE7X3Q9Z"
 FAKE_SECRET_ACCESS_KEY = "runctlFakeSecret/DoNotLeak+9f8e7d6c5b4a3"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+
+
+@contextlib.contextmanager
+def ec2_event_hook(event: str, handler: Callable[..., None]) -> Iterator[None]:
+    """Register `handler` for a botocore EC2 event on every client our AWS backend makes.
+
+    Args:
+        event: E.g. `before-parameter-build.ec2.RunInstances`.
+        handler: The botocore event handler.
+
+    Yields:
+        Nothing; the hook is removed when the block ends.
+    """
+    from runctl_tui.core.backends import aws as aws_mod
+
+    def hook(service: str, client: Any) -> None:
+        if service == "ec2":
+            client.meta.events.register(event, handler)
+
+    aws_mod.CLIENT_HOOKS.append(hook)
+    try:
+        yield
+    finally:
+        aws_mod.CLIENT_HOOKS.remove(hook)
 
 
 @dataclass(frozen=True)

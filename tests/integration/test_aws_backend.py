@@ -16,7 +16,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 from runctl_tui.core import aws_prices
-from runctl_tui.core.backends import aws as aws_mod
 from runctl_tui.core.backends.aws import (
     MANAGED_TAG,
     TAG_FALLBACK,
@@ -33,6 +32,7 @@ from tests.moto_fixture import (  # noqa: F401 - fixtures
     REGION,
     MotoServer,
     ec2_backend,
+    ec2_event_hook,
     mark_spot_interrupted,
     moto_aws,
     moto_server,
@@ -54,13 +54,8 @@ def run_instances_hook() -> Iterator[list[dict[str, Any]]]:
     def record(params: dict[str, Any], **_: Any) -> None:
         seen.append(dict(params))
 
-    def hook(service: str, client: Any) -> None:
-        if service == "ec2":
-            client.meta.events.register("before-parameter-build.ec2.RunInstances", record)
-
-    aws_mod.CLIENT_HOOKS.append(hook)
-    yield seen
-    aws_mod.CLIENT_HOOKS.remove(hook)
+    with ec2_event_hook("before-parameter-build.ec2.RunInstances", record):
+        yield seen
 
 
 @pytest.fixture
@@ -79,13 +74,8 @@ def no_spot_capacity() -> Iterator[None]:
                 "RunInstances",
             )
 
-    def hook(service: str, client: Any) -> None:
-        if service == "ec2":
-            client.meta.events.register("before-parameter-build.ec2.RunInstances", refuse)
-
-    aws_mod.CLIENT_HOOKS.append(hook)
-    yield
-    aws_mod.CLIENT_HOOKS.remove(hook)
+    with ec2_event_hook("before-parameter-build.ec2.RunInstances", refuse):
+        yield
 
 
 def _plain_ec2() -> Any:
@@ -337,17 +327,13 @@ async def test_other_spot_errors_are_not_taken_for_missing_capacity(
             {"Error": {"Code": "InvalidParameterValue", "Message": "bad"}}, "RunInstances"
         )
 
-    def hook(service: str, client: Any) -> None:
-        client.meta.events.register("before-parameter-build.ec2.RunInstances", bad_request)
-
-    aws_mod.CLIENT_HOOKS.append(hook)
-    try:
-        with pytest.raises(BackendError, match="InvalidParameterValue") as info:
-            await AwsBackend(_config(spot_fallback="on-demand")).create_instance(
-                CreateSpec(Provider.AWS, "g5.xlarge", spot=True)
-            )
-    finally:
-        aws_mod.CLIENT_HOOKS.remove(hook)
+    with (
+        ec2_event_hook("before-parameter-build.ec2.RunInstances", bad_request),
+        pytest.raises(BackendError, match="InvalidParameterValue") as info,
+    ):
+        await AwsBackend(_config(spot_fallback="on-demand")).create_instance(
+            CreateSpec(Provider.AWS, "g5.xlarge", spot=True)
+        )
     assert not isinstance(info.value, SpotFallbackRequired)
 
 

@@ -21,7 +21,6 @@ import pytest
 from botocore.exceptions import ClientError
 
 from runctl_tui.core import paths
-from runctl_tui.core.backends import aws as aws_mod
 from runctl_tui.core.models import Provider, RunStatus
 from runctl_tui.core.runs import RunRegistry
 from runctl_tui.testing.imds_server import ImdsServer
@@ -31,6 +30,7 @@ from tests.moto_fixture import (  # noqa: F401 - fixtures
     FAKE_SECRET_ACCESS_KEY,
     REGION,
     MotoServer,
+    ec2_event_hook,
     mark_spot_interrupted,
     moto_aws,
     moto_server,
@@ -139,13 +139,8 @@ def no_spot_capacity() -> Iterator[None]:
                 "RunInstances",
             )
 
-    def hook(service: str, client: Any) -> None:
-        if service == "ec2":
-            client.meta.events.register("before-parameter-build.ec2.RunInstances", refuse)
-
-    aws_mod.CLIENT_HOOKS.append(hook)
-    yield
-    aws_mod.CLIENT_HOOKS.remove(hook)
+    with ec2_event_hook("before-parameter-build.ec2.RunInstances", refuse):
+        yield
 
 
 def _keys(prefix: str) -> list[str]:

@@ -21,7 +21,6 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Input, Select, Static
 
 from runctl_tui.core.aws_training import AwsRunInfo
-from runctl_tui.core.backends import aws as aws_mod
 from runctl_tui.core.backends.aws import AwsBackend
 from runctl_tui.core.config import Config
 from runctl_tui.core.models import CreateSpec, Provider, Run, RunStatus
@@ -35,7 +34,13 @@ from runctl_tui.ui.screens.terminate_confirm import TerminateConfirmScreen
 from runctl_tui.ui.screens.train_form import TrainFormScreen
 from runctl_tui.ui.widgets.log_view import LogView
 from runctl_tui.ui.widgets.machines_table import MachinesTable
-from tests.moto_fixture import REGION, MotoServer, moto_aws, moto_server  # noqa: F401
+from tests.moto_fixture import (  # noqa: F401
+    REGION,
+    MotoServer,
+    ec2_event_hook,
+    moto_aws,
+    moto_server,
+)
 from tests.ui.helpers import wait_for
 
 RP_KEY = "dashboard-cloud-key-0002"
@@ -188,14 +193,6 @@ def app_factory(tmp_path: Path) -> Callable[..., RunctlApp]:
     return make
 
 
-def _ec2_hook(event: str, handler: Callable[..., None]) -> Callable[[str, Any], None]:
-    def hook(service: str, client: Any) -> None:
-        if service == "ec2":
-            client.meta.events.register(event, handler)
-
-    return hook
-
-
 @pytest.fixture
 def no_spot_capacity() -> Iterator[list[dict[str, Any]]]:
     """EC2 refuses every spot RunInstances for lack of capacity; yields every RunInstances sent."""
@@ -214,10 +211,8 @@ def no_spot_capacity() -> Iterator[list[dict[str, Any]]]:
                 "RunInstances",
             )
 
-    hook = _ec2_hook("before-parameter-build.ec2.RunInstances", refuse)
-    aws_mod.CLIENT_HOOKS.append(hook)
-    yield sent
-    aws_mod.CLIENT_HOOKS.remove(hook)
+    with ec2_event_hook("before-parameter-build.ec2.RunInstances", refuse):
+        yield sent
 
 
 @pytest.fixture
@@ -233,10 +228,8 @@ def slow_boot() -> Iterator[None]:
                 if count < BOOT_POLLS and item["State"]["Name"] == "running":
                     item["State"] = {"Code": 0, "Name": "pending"}
 
-    hook = _ec2_hook("after-call.ec2.DescribeInstances", pending)
-    aws_mod.CLIENT_HOOKS.append(hook)
-    yield
-    aws_mod.CLIENT_HOOKS.remove(hook)
+    with ec2_event_hook("after-call.ec2.DescribeInstances", pending):
+        yield
 
 
 @pytest.fixture
