@@ -276,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         path = save(f"interrupted by {name}")
         print(f"received {name} at step {step}; saved {path}; exiting", flush=True)
         return 128 + _stop_signal
-    print(f"done: {step} steps, best val_loss={best_val:.4f} in {best_path}", flush=True)
+    print(
+        f"training finished after {step} steps (best val_loss={best_val:.4f}, {best_path})",
+        flush=True,
+    )
     return 0
 
 

@@ -211,7 +211,7 @@ def test_real_uv_runs_the_demo(
     )
     assert finish(run, 60) == 0, Path(run.log_path).read_text()
     assert run.interpreter == f"{REAL_UV} run"
-    assert "done: 3 steps" in Path(run.log_path).read_text()
+    assert "training finished after 3 steps" in Path(run.log_path).read_text()
 
 
 def test_reconcile_records_the_real_exit_code(project: Path, registry: RunRegistry) -> None:

@@ -213,7 +213,7 @@ async def test_wrap_toggle_and_save(tmp_path: Path) -> None:
         app.log_view.action_save(str(target))
         await until(pilot, lambda: target.exists(), "the saved file")
         assert target.read_text().splitlines() == ["short", "x" * 200, "green", "50%"]
-        await pilot.press("s")
+        await pilot.press("ctrl+s")
         prompt = app.query_one("#log-prompt")
         assert app.log_view.has_class("-prompting") and prompt.has_focus
         await pilot.press("escape")

@@ -37,10 +37,29 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ),
     ),
     (
-        "Logs",
+        "Log pane",
         (
-            ("f", "follow the end of the log"),
+            ("f / end", "follow the end of the log (scrolling up pauses)"),
+            ("/  n N", "search, next / previous match"),
+            ("&", "filter: only lines matching a regex"),
             ("w", "wrap long lines"),
+            ("ctrl+s", "save the buffer to a file"),
+        ),
+    ),
+    (
+        "Checkpoint pane",
+        (
+            ("r", "resume training from the selected checkpoint"),
+            ("C", "clean up: keep the newest N, the best and protected ones"),
+            ("ctrl+r", "rescan"),
+        ),
+    ),
+    (
+        "Metrics pane",
+        (
+            ("[ ]", "less / more smoothing (raw curve stays visible)"),
+            ("p", "pick the series to show"),
+            ("g / enter", "full chart (checkpoint saves marked)"),
         ),
     ),
     (

@@ -158,6 +158,7 @@ class CheckpointBrowser(Vertical, can_focus=False):
         self._tracker = WriteTracker()
         self._remote: RemoteLister | None = None
         self._scanned_at: float | None = None
+        self._title_shown: Text | None = None
         self._details_stamp: tuple[str, int, float] | None = None
 
     def compose(self) -> ComposeResult:
@@ -322,7 +323,7 @@ class CheckpointBrowser(Vertical, can_focus=False):
         elif self._remote is not None:
             where = self.remote_label or "remote"
         else:
-            self.query_one("#ckpt-title", Static).update("no checkpoint directory")
+            self._update_title(Text("no checkpoint directory"))
             return
         text = Text(f"Checkpoints  {where}", style="bold")
         if self.error:
@@ -334,7 +335,15 @@ class CheckpointBrowser(Vertical, can_focus=False):
             total = humanize.naturalsize(sum(e.size_bytes for e in self.entries), binary=True)
             when = dt.datetime.fromtimestamp(self._scanned_at).strftime("%H:%M:%S")
             text.append(f"  {count} · {total} · listed {when}", style="dim")
-        self.query_one("#ckpt-title", Static).update(text)
+        self._update_title(text)
+
+    def _update_title(self, text: Text) -> None:
+        # The title is one fixed line: repaint it only when it changes, never lay out the screen
+        # (the waiting message is re-set every second while a run's folder does not exist yet).
+        if self._title_shown is not None and text == self._title_shown:
+            return
+        self._title_shown = text
+        self.query_one("#ckpt-title", Static).update(text, layout=False)
 
     def _metric(self, entry: CheckpointEntry) -> str:
         info = self.infos.get(entry.path) or self.cache.peek(entry.path)

@@ -476,7 +476,7 @@ class LogView(Vertical):
         Binding("N", "search_previous", "Previous match", show=False),
         Binding("ampersand", "filter", "Filter"),
         Binding("w", "toggle_wrap", "Wrap"),
-        Binding("s", "save", "Save log"),
+        Binding("ctrl+s", "save", "Save log"),
         Binding("escape", "close_prompt", "Close", show=False),
     ]
 

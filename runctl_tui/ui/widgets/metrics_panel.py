@@ -148,8 +148,8 @@ class MetricsPanel(Widget, can_focus=True):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("left_square_bracket", "smoothing(-1)", "Smooth less"),
         Binding("right_square_bracket", "smoothing(1)", "Smooth more"),
-        Binding("enter,c", "open_chart", "Chart"),
-        Binding("s", "pick_series", "Pick series"),
+        Binding("enter,g", "open_chart", "Chart"),
+        Binding("p", "pick_series", "Pick series"),
         Binding("up", "move(-1)", "Up", show=False),
         Binding("down", "move(1)", "Down", show=False),
     ]
