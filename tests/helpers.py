@@ -13,6 +13,26 @@ from typing import Any
 import pytest
 
 from runctl_tui.cli import main
+from runctl_tui.core.config import Config
+from runctl_tui.core.errors import RunctlError
+from runctl_tui.core.local_runs import run_is_alive, stop_run
+from runctl_tui.core.runs import RunRegistry
+
+
+def stop_if_running(config: Config, run_id: str, grace: float = 2) -> None:
+    """Clean up after a test: stop a local run unless it has ended on its own.
+
+    A short run can finish between any status check and the stop, so checking first
+    and then stopping races; this asks for the stop and accepts "already ended".
+    """
+    run = RunRegistry().get(run_id)
+    if run.status.is_final or not run_is_alive(run):
+        return
+    try:
+        stop_run(config, run_id, grace=grace)
+    except RunctlError as error:
+        if "already ended" not in str(error):
+            raise
 
 
 def runctl(

@@ -19,6 +19,7 @@ from runctl_tui.core.config import Config
 from runctl_tui.core.local_runs import launch_local_run, run_is_alive, stop_run
 from runctl_tui.core.models import Provider, RunStatus
 from runctl_tui.core.runs import RunRegistry
+from tests.helpers import stop_if_running
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
@@ -135,5 +136,4 @@ def test_demo_starts_the_example_and_readonly_refuses(terminal: Terminal, tmp_pa
     finally:
         config = Config()
         for run in RunRegistry().list(Provider.LOCAL):
-            if run.status is RunStatus.RUNNING:
-                stop_run(config, run.id, grace=2)
+            stop_if_running(config, run.id, grace=2)

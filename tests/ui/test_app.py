@@ -32,6 +32,7 @@ from runctl_tui.ui.screens.terminate_confirm import TerminateConfirmScreen
 from runctl_tui.ui.widgets.checkpoint_browser import CheckpointBrowser
 from runctl_tui.ui.widgets.log_view import LogView
 from runctl_tui.ui.widgets.machines_table import MachinesTable
+from tests.helpers import stop_if_running
 from tests.ui.helpers import wait_for
 
 API_KEY = "dashboard-test-key-0001"
@@ -469,8 +470,7 @@ async def test_stop_asks_then_stops_the_local_run(app_factory: Any, tmp_path: Pa
             )
             assert not run_is_alive(run)
     finally:
-        if run_is_alive(run):
-            stop_run(config, run.id, grace=1)
+        stop_if_running(config, run.id, grace=1)
 
 
 async def test_resume_from_the_selected_checkpoint(app_factory: Any, tmp_path: Path) -> None:
@@ -499,8 +499,7 @@ async def test_resume_from_the_selected_checkpoint(app_factory: Any, tmp_path: P
     assert resumed.id != first.id
     assert "--resume" in resumed.args
     assert any(chosen.name in arg for arg in resumed.args)
-    if RunRegistry().get(resumed.id).status is RunStatus.RUNNING:
-        stop_run(config, resumed.id, grace=1)
+    stop_if_running(config, resumed.id, grace=1)
 
 
 async def test_a_hanging_backend_never_blocks_the_keyboard(
