@@ -8,7 +8,6 @@ so a slow or failing provider never holds up the others; a backend that cannot e
 from __future__ import annotations
 
 import asyncio
-import datetime as _dt
 import importlib
 import math
 import os
@@ -24,6 +23,13 @@ from runctl_tui.core.logging_setup import get_logger
 from runctl_tui.core.models import Machine, Provider, Run, RunStatus
 from runctl_tui.core.runs import RunRegistry
 from runctl_tui.core.secrets import scrub
+from runctl_tui.core.spend import (
+    BilledInterval,
+    SpendLedger,
+    interval_of,
+    local_midnight,
+    spend_since,
+)
 
 _log = get_logger("fleet")
 
@@ -150,9 +156,13 @@ class FleetTotals:
     burn_is_estimate: bool = False
     """True when any price in the sum comes from a shipped table."""
     spend_today: float = 0.0
-    """$ accrued since local midnight by the machines listed now."""
+    """$ accrued since local midnight, machines terminated or stopped since then included."""
     unpriced: int = 0
     """Billing cloud machines whose price is unknown (left out of the sums)."""
+    spend_is_estimate: bool = False
+    """True when part of `spend_today` is price x time rather than what a provider billed."""
+    spend_gone: float = 0.0
+    """The part of `spend_today` from machines that no longer bill (terminated, stopped)."""
 
 
 def join_runs(machines: Iterable[Machine], runs: Sequence[Run]) -> list[FleetRow]:
@@ -172,8 +182,7 @@ def join_runs(machines: Iterable[Machine], runs: Sequence[Run]) -> list[FleetRow
 
 
 def _midnight(now: float) -> float:
-    local = _dt.datetime.fromtimestamp(now)
-    return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+    return local_midnight(now)
 
 
 def spend_today(machine: Machine, now: float) -> float | None:
@@ -190,20 +199,28 @@ def spend_today(machine: Machine, now: float) -> float | None:
     return max(0.0, now - start) * machine.price_per_hour / 3600.0
 
 
-def compute_totals(machines: Iterable[Machine], now: float) -> FleetTotals:
-    """Burn rate and spend today across the machines listed now.
+def compute_totals(
+    machines: Iterable[Machine],
+    now: float,
+    *,
+    recorded: Iterable[BilledInterval] = (),
+    billed: Mapping[Provider, Mapping[str, float]] | None = None,
+) -> FleetTotals:
+    """Burn rate across the machines listed now, and spend today including machines gone.
 
     Args:
         machines: Every machine shown.
         now: Epoch seconds.
+        recorded: Billed intervals from the spend ledger (machines terminated or stopped).
+        billed: Per provider, $ it billed each machine since local midnight, where it says.
 
     Returns:
         The totals; machines with an unknown price are counted in `unpriced`, not guessed.
     """
     burn = 0.0
-    today = 0.0
     estimate = False
     unpriced = 0
+    live: list[BilledInterval] = []
     for machine in machines:
         if not machine.state.is_billing:
             continue
@@ -213,9 +230,15 @@ def compute_totals(machines: Iterable[Machine], now: float) -> FleetTotals:
             continue
         burn += machine.price_per_hour
         estimate = estimate or machine.price_is_estimate
-        today += spend_today(machine, now) or 0.0
-    return FleetTotals(burn, estimate, today, unpriced)
+        interval = interval_of(machine, now)
+        if interval is not None:
+            live.append(interval)
+    today = spend_since(_midnight(now), now, live, recorded, billed)
+    return FleetTotals(burn, estimate, today.total, unpriced, today.is_estimate, today.gone)
 
+
+LEDGER_WRITE_SECONDS = 60.0
+"""How often a billing machine's interval in the spend ledger is extended (its last-seen time)."""
 
 _LOSS_NAMES = ("loss", "train_loss", "train/loss", "training_loss", "loss_step")
 ALERT_WORDS = {"nonfinite": "diverged", "divergence": "diverged", "stall": "stalled"}
@@ -416,6 +439,13 @@ class Fleet:
         """Why checking runs on a provider's machines last failed, by provider."""
         self.progress = ProgressReader(config, clock)
         self._progress: dict[str, RunProgress] = {}
+        self.ledger = SpendLedger(getattr(self.registry, "path", None))
+        """Billed intervals of machines, so spend today survives their end and a restart."""
+        self.spend_error: str | None = None
+        """Why the spend ledger or a provider's billing could not be read or written, else None."""
+        self._recorded: dict[tuple[str, float], BilledInterval] = {}
+        self._written: dict[tuple[str, float], float] = {}
+        self._billed: dict[Provider, tuple[float, dict[str, float]]] = {}
 
     def _install(self, backends: dict[Provider, Backend], errors: dict[Provider, str]) -> None:
         self.backends = backends
@@ -465,8 +495,105 @@ class Fleet:
                 )
             else:
                 snapshot = ProviderSnapshot(provider, tuple(machines), None, now, now, 0)
+                await self._note_spend(previous, snapshot)
+                await self._read_billing(provider, backend, now)
         self.snapshots[provider] = snapshot
         return snapshot
+
+    # ---- spend ---------------------------------------------------------------------------
+
+    def _remember(self, intervals: Iterable[BilledInterval], written_at: float) -> None:
+        for interval in intervals:
+            at = (interval.key, interval.start)
+            known = self._recorded.get(at)
+            if (
+                known is None
+                or interval.end_exact
+                or (not known.end_exact and known.end <= interval.end)
+            ):
+                self._recorded[at] = interval
+            self._written[at] = written_at
+
+    async def _write(self, intervals: list[BilledInterval], now: float) -> None:
+        if not intervals:
+            return
+        try:
+            await asyncio.to_thread(self.ledger.record, intervals)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.spend_error = f"spend ledger not written: {_error_text(exc)}"
+            _log.warning("%s", self.spend_error)
+        else:
+            self.spend_error = None
+        self._remember(intervals, now)
+
+    async def _note_spend(self, before: ProviderSnapshot, after: ProviderSnapshot) -> None:
+        """Write billing intervals: extended while billing, closed when a machine stops billing.
+
+        A machine that stopped billing or vanished between two polls is recorded up to the
+        last poll that saw it billing (the real end is between the two polls).
+        """
+        now = after.fetched_at or self.clock()
+        due: list[BilledInterval] = []
+        current: dict[str, Machine] = {m.key: m for m in after.machines}
+        for machine in after.machines:
+            if not machine.state.is_billing:
+                continue
+            interval = interval_of(machine, now)
+            if interval is None:
+                continue
+            written = self._written.get((interval.key, interval.start))
+            if written is None or now - written >= LEDGER_WRITE_SECONDS:
+                due.append(interval)
+        seen_at = before.fetched_at
+        for machine in before.machines:
+            if seen_at is None or not machine.state.is_billing:
+                continue
+            still = current.get(machine.key)
+            if (
+                still is not None
+                and still.state.is_billing
+                and still.started_at == machine.started_at
+            ):
+                continue
+            interval = interval_of(machine, seen_at)
+            if interval is not None:
+                due.append(interval)
+        await self._write(due, now)
+
+    async def record_end(self, machine: Machine) -> None:
+        """Record that runctl stopped or terminated `machine` now (exact end); never raises."""
+        interval = interval_of(machine, self.clock(), end_exact=True)
+        if interval is not None:
+            await self._write([interval], self.clock())
+
+    async def _read_billing(self, provider: Provider, backend: Backend, now: float) -> None:
+        read = getattr(backend, "spend_since", None)
+        if read is None:
+            return
+        midnight = _midnight(now)
+        try:
+            amounts = await read(midnight)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The ledger still counts; an older day's billing must not.
+            _log.info("%s billing unavailable: %s", provider.value, _error_text(exc))
+            kept = self._billed.get(provider)
+            if kept is not None and kept[0] != midnight:
+                del self._billed[provider]
+            return
+        self._billed[provider] = (midnight, dict(amounts))
+
+    def _load_ledger(self) -> None:
+        midnight = _midnight(self.clock())
+        try:
+            intervals = self.ledger.since(midnight)
+        except Exception as exc:
+            self.spend_error = f"spend ledger unreadable: {_error_text(exc)}"
+            return
+        self._recorded = {(i.key, i.start): i for i in intervals}
 
     def _reconcile(self) -> None:
         try:
@@ -479,6 +606,8 @@ class Fleet:
 
     def _refresh_runs_sync(self) -> bool:
         self._reconcile()
+        # Other processes (`runctl ... terminate`, another dashboard) write the ledger too.
+        self._load_ledger()
         runs = self.registry.list()
         shown = {(m.provider, m.id) for s in self.snapshots.values() for m in s.machines}
         newest: dict[tuple[Provider, str], Run] = {}
@@ -573,8 +702,13 @@ class Fleet:
         ]
 
     def totals(self) -> FleetTotals:
-        """Burn rate and spend today now."""
-        return compute_totals(self.machines(), self.clock())
+        """Burn rate and spend today now (machines gone since midnight included)."""
+        now = self.clock()
+        midnight = _midnight(now)
+        billed = {p: amounts for p, (day, amounts) in self._billed.items() if day == midnight}
+        return compute_totals(
+            self.machines(), now, recorded=list(self._recorded.values()), billed=billed
+        )
 
     def runs_on(self, machine: Machine) -> list[Run]:
         """Every recorded run on this machine, newest first."""

@@ -280,6 +280,8 @@ class FleetActions:
     async def _terminate(self, machine: Machine) -> None:
         self.app.notify(f"Terminating {_label(machine)}…")
         await self.fleet.backends[machine.provider].terminate(machine.id)
+        # Its cost so far stays in today's spend after it vanishes from the listing.
+        await self.fleet.record_end(machine)
         self.app.notify(f"{_label(machine)} terminated.", title="terminated")
         self.start_poller(machine.provider)
 
@@ -339,6 +341,7 @@ class FleetActions:
     @work(group="stop", exit_on_error=False, name="stop machine")
     async def _stop_machine(self, machine: Machine) -> None:
         result = await self.fleet.backends[machine.provider].stop(machine.id)
+        await self.fleet.record_end(machine)
         self.app.notify(f"{_label(result)} is {result.state.value}.", title="stop")
         self.start_poller(machine.provider)
 

@@ -9,6 +9,7 @@ and data centres the catalog has in stock right now.
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +24,7 @@ from runctl_tui.core.backends.runpod_logs import RunPodLogSource
 from runctl_tui.core.backends.runpod_models import (
     gpu_type_to_offer,
     list_price,
+    parse_time,
     pod_to_machine,
     stocked_data_centers,
 )
@@ -52,6 +54,7 @@ class RunPodBackend:
         self.client = client or RunPodClient.from_config(config)
         self._billing: dict[str, float] = {}
         self._billing_read = 0.0
+        self._spend_cache: tuple[float, float, dict[str, float]] | None = None
 
     # -- Backend protocol ------------------------------------------------------------------------
 
@@ -271,6 +274,41 @@ class RunPodBackend:
                 totals[pod_id] = totals.get(pod_id, 0.0) + float(amount)
         self._billing, self._billing_read = totals, time.monotonic()
         return totals
+
+    async def spend_since(self, start: float) -> dict[str, float]:
+        """$ RunPod billed each pod from `start` (epoch seconds) to now, terminated pods included.
+
+        Hourly buckets from `GET /v2/billing/pods`; a bucket that began before `start` (a
+        time zone not on a whole hour) counts in proportion. Cached for
+        `BILLING_CACHE_SECONDS` per `start`.
+
+        Raises:
+            RunctlError: Billing could not be read.
+        """
+        cached = self._spend_cache
+        fresh = cached is not None and time.monotonic() - cached[1] < BILLING_CACHE_SECONDS
+        if cached is not None and fresh and cached[0] == start:
+            return dict(cached[2])
+        moment = _dt.datetime.fromtimestamp(start, tz=_dt.timezone.utc)
+        data = await self.client.pod_billing(
+            bucket="hour", start_time=moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
+        totals: dict[str, float] = {}
+        for record in data.get("records") or []:
+            amount = record.get("totalAmount")
+            first = parse_time(record.get("startTime"))
+            last = parse_time(record.get("endTime"))
+            if not isinstance(amount, (int, float)) or first is None or last is None:
+                continue
+            share = 1.0
+            if first < start < last:
+                share = (last - start) / (last - first)
+            elif last <= start:
+                continue
+            pod_id = str(record.get("podId"))
+            totals[pod_id] = totals.get(pod_id, 0.0) + float(amount) * share
+        self._spend_cache = (start, time.monotonic(), totals)
+        return dict(totals)
 
     async def _action(self, pod_id: str, action: str) -> Machine:
         try:

@@ -260,10 +260,18 @@ class RunPodClient:
         return list(data.get("gpus", []))
 
     async def pod_billing(
-        self, *, pod_id: str | None = None, last_n: int = 30, bucket: str = "day"
+        self,
+        *,
+        pod_id: str | None = None,
+        last_n: int = 30,
+        bucket: str = "day",
+        start_time: str | None = None,
     ) -> dict[str, Any]:
-        """`GET /v2/billing/pods` for the last `last_n` buckets (optionally one pod)."""
+        """`GET /v2/billing/pods` for the last `last_n` buckets, or from `start_time` (RFC 3339)
+        to now when given (optionally one pod)."""
         params = {"lastN": str(last_n), "bucketSize": bucket}
+        if start_time is not None:
+            params = {"startTime": start_time, "bucketSize": bucket}
         if pod_id:
             params["podId"] = pod_id
         return dict(
