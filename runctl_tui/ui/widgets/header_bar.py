@@ -64,7 +64,9 @@ def header_text(
     text.append("  burn ")
     text.append(f"{burn}/h", style="bold")
     text.append("  today ")
-    text.append(fmt_money(totals.spend_today), style="bold")
+    # `~`: part of it is price x time, not yet what a provider billed.
+    spent = ("~" if totals.spend_is_estimate else "") + fmt_money(totals.spend_today)
+    text.append(spent, style="bold")
     if totals.unpriced:
         text.append(f" (+{totals.unpriced} unpriced)", style="yellow")
     text.append("  ")
