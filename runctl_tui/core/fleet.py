@@ -30,6 +30,7 @@ from runctl_tui.core.spend import (
     local_midnight,
     spend_since,
 )
+from runctl_tui.core.ssh_ready import SshReadiness, SshState
 
 _log = get_logger("fleet")
 
@@ -140,6 +141,9 @@ class FleetRow:
     machine: Machine
     run: Run | None = None
     progress: RunProgress | None = None
+    ssh: SshState | None = None
+    """Whether the running machine answers SSH yet; None when not checked (not running, no
+    direct SSH, or not polled)."""
 
     @property
     def key(self) -> str:
@@ -446,6 +450,8 @@ class Fleet:
         self._recorded: dict[tuple[str, float], BilledInterval] = {}
         self._written: dict[tuple[str, float], float] = {}
         self._billed: dict[Provider, tuple[float, dict[str, float]]] = {}
+        self.ssh = SshReadiness(max(1.0, float(config.monitor.poll_seconds)), clock)
+        """Which running pods / instances accept an SSH login yet."""
 
     def _install(self, backends: dict[Provider, Backend], errors: dict[Provider, str]) -> None:
         self.backends = backends
@@ -498,7 +504,21 @@ class Fleet:
                 await self._note_spend(previous, snapshot)
                 await self._read_billing(provider, backend, now)
         self.snapshots[provider] = snapshot
+        if snapshot.error is None:
+            self.ssh.forget(m.key for m in self.machines())
         return snapshot
+
+    def ssh_due(self, provider: Provider) -> list[Machine]:
+        """This provider's running machines whose SSH should be tried now (marked as under way).
+
+        Call `check_ssh` for each, in its own task: a login can take seconds.
+        """
+        snapshot = self.snapshots.get(provider)
+        return self.ssh.due(snapshot.machines) if snapshot is not None else []
+
+    async def check_ssh(self, machine: Machine) -> bool:
+        """Try to log in to `machine`; returns whether its row's SSH word changed."""
+        return await self.ssh.check(machine)
 
     # ---- spend ---------------------------------------------------------------------------
 
@@ -697,7 +717,11 @@ class Fleet:
         """Machines joined with their newest run and its progress."""
         rows = join_runs(self.machines(), self.runs)
         return [
-            replace(row, progress=self._progress.get(row.run.id)) if row.run else row
+            replace(
+                row,
+                progress=self._progress.get(row.run.id) if row.run else None,
+                ssh=self.ssh.get(row.machine),
+            )
             for row in rows
         ]
 
