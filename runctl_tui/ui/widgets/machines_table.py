@@ -108,6 +108,10 @@ def _price(row: FleetRow) -> Text:
 
 
 def _state(row: FleetRow) -> Text:
+    if row.ssh is not None:
+        # Running, but only `ready` once an SSH login with the configured key worked.
+        ready = row.ssh.word == "ready"
+        return Text(f"{'●' if ready else '◐'} {row.ssh.word}", style="green" if ready else "yellow")
     symbol, style = STATE_LOOK.get(row.machine.state, ("?", "magenta"))
     return Text(f"{symbol} {row.machine.state.value}", style=style)
 
