@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState
 
 from runctl_tui.core.config import Config
 from runctl_tui.core.fleet import Fleet, FleetRow
-from runctl_tui.core.models import Provider, RunStatus
+from runctl_tui.core.models import Machine, Provider, RunStatus
 from runctl_tui.core.secrets import scrub
 from runctl_tui.core.session_state import SessionState, load_session_state, save_session_state
 from runctl_tui.ui.actions import FleetActions
@@ -214,6 +214,8 @@ class DashboardScreen(FleetActions, Screen[None]):
             )
             if first or not unchanged:
                 self.post_message(FleetChanged())
+            for machine in self.fleet.ssh_due(provider):
+                self.run_worker(self._check_ssh(machine), group="ssh", exit_on_error=False)
             now = time.monotonic()
             if now - self._remote_checked.get(provider, -1e9) >= REMOTE_RUN_CHECK_SECONDS:
                 self._remote_checked[provider] = now
@@ -223,6 +225,11 @@ class DashboardScreen(FleetActions, Screen[None]):
                 return
             delay = self.interval * (2 ** min(snapshot.failures, 6))
             await asyncio.sleep(min(delay, max(MAX_BACKOFF_SECONDS, self.interval)))
+
+    async def _check_ssh(self, machine: Machine) -> None:
+        """One SSH login attempt on a running machine (its row says `ssh…` until one works)."""
+        if await self.fleet.check_ssh(machine):
+            self.post_message(FleetChanged())
 
     async def _runs_loop(self) -> None:
         failures = 0
