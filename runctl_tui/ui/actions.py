@@ -22,6 +22,7 @@ from runctl_tui.core.fleet import Fleet, FleetRow, is_running
 from runctl_tui.core.models import CreateSpec, Machine, MachineState, Provider, Run
 from runctl_tui.core.runs import RunRegistry
 from runctl_tui.core.session_state import SessionState
+from runctl_tui.core.ssh_ready import WAITING
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -35,6 +36,35 @@ SHOWN_CHECKPOINTS = 5
 
 def _label(machine: Machine) -> str:
     return f"{machine.provider.value} {machine.name or machine.id}"
+
+
+def not_reachable_yet(row: FleetRow) -> str | None:
+    """Why training cannot start on this pod/instance yet, or None when it can be tried.
+
+    A machine still booting, stopped, or running without having accepted an SSH login yet
+    (its row says `ssh…`) is refused with a sentence; one whose first login attempt is still
+    under way may be tried (starting a run logs in anyway).
+    """
+    machine = row.machine
+    if machine.provider is Provider.LOCAL:
+        return None
+    label = _label(machine)
+    if machine.state in (MachineState.PROVISIONING, MachineState.STARTING):
+        return (
+            f"{label} is still {machine.state.value}; training can start once its row says "
+            "ready (SSH answers)."
+        )
+    if machine.state is not MachineState.RUNNING:
+        hint = " Start it with `S` first." if machine.state is MachineState.STOPPED else ""
+        return f"{label} is {machine.state.value}, not running.{hint}"
+    ssh = row.ssh
+    if ssh is not None and ssh.state == WAITING:
+        why = f" (last try: {ssh.error.rstrip('.')})" if ssh.error else ""
+        return (
+            f"{label} is running but does not accept an SSH login yet{why}; training can "
+            "start once its row says ready."
+        )
+    return None
 
 
 def _spot_refusal(spec: CreateSpec, exc: BaseException) -> Any | None:
@@ -213,7 +243,8 @@ class FleetActions:
             self._ask_spot_fallback(spec, refused)
             return
         self.app.notify(
-            f"{said}{_label(machine)} is {machine.state.value}; it appears in the table.",
+            f"{said}{_label(machine)} is {machine.state.value}; it appears in the table "
+            "(`t` trains on it once its row says ready).",
             title="created",
             timeout=12 if said else 5,
         )
@@ -378,6 +409,10 @@ class FleetActions:
         """Start a training run on the selected machine (`t`)."""
         row = self._row_for("starting a run")
         if row is None:
+            return
+        problem = not_reachable_yet(row)
+        if problem is not None:
+            self.app.notify(problem, title="not reachable yet", severity="warning", timeout=10)
             return
         from runctl_tui.ui.screens.train_form import TrainFormScreen, TrainRequest
 
