@@ -21,6 +21,7 @@ from runctl_tui.core.backends.base import Backend
 from runctl_tui.core.config import Config
 from runctl_tui.core.logging_setup import get_logger
 from runctl_tui.core.models import Machine, Provider, Run, RunStatus
+from runctl_tui.core.remote_progress import RemoteLogTail
 from runctl_tui.core.runs import RunRegistry
 from runctl_tui.core.secrets import scrub
 from runctl_tui.core.spend import (
@@ -30,7 +31,7 @@ from runctl_tui.core.spend import (
     local_midnight,
     spend_since,
 )
-from runctl_tui.core.ssh_ready import SshReadiness, SshState
+from runctl_tui.core.ssh_ready import SshReadiness, SshState, wants_probe
 
 _log = get_logger("fleet")
 
@@ -303,12 +304,21 @@ class ProgressReader:
         state = self._state_for(run)
         if state is None:
             return None
-        now = self._clock()
-        tracker = state.tracker
         try:
-            tracker.poll()
+            state.tracker.poll()
         except Exception as exc:
             _log.info("metrics of %s unreadable: %s", run.id, _error_text(exc))
+        return self.summarise(state, run)
+
+    def summarise(self, state: _ProgressState, run: Run) -> RunProgress | None:
+        """Step, rate, ETA, loss and alerts from a tracker's series (a `MetricsTracker` or a
+        `MetricsStream`: anything with `series`, `last_point_at` and `alerts(...)`).
+
+        Returns:
+            The progress, or None when nothing is known yet.
+        """
+        now = self._clock()
+        tracker = state.tracker
         series: Mapping[str, Any] = tracker.series
         step = _latest_step(series)
         loss_series = _loss_series(series)
@@ -452,6 +462,11 @@ class Fleet:
         self._billed: dict[Provider, tuple[float, dict[str, float]]] = {}
         self.ssh = SshReadiness(max(1.0, float(config.monitor.poll_seconds)), clock)
         """Which running pods / instances accept an SSH login yet."""
+        self._tails: dict[str, RemoteLogTail] = {}
+        self._tail_states: dict[str, _ProgressState] = {}
+        self._remote_progress: dict[str, RunProgress] = {}
+        self._stream_alerts: dict[str, tuple[str, str] | None] = {}
+        self._rows_dirty = False
 
     def _install(self, backends: dict[Provider, Backend], errors: dict[Provider, str]) -> None:
         self.backends = backends
@@ -645,7 +660,12 @@ class Fleet:
             if found is not None:
                 progress[run.id] = found
         self.progress.forget(progress)
-        changed = runs != self.runs or progress != self._progress
+        going = {r.id for r in runs if r.status is RunStatus.RUNNING}
+        for run_id in list(self._stream_alerts):  # a copy: the UI loop may add one meanwhile
+            if run_id not in going:
+                self._stream_alerts.pop(run_id, None)
+        changed = runs != self.runs or progress != self._progress or self._rows_dirty
+        self._rows_dirty = False
         self.runs = runs
         self._progress = progress
         return changed
@@ -707,6 +727,77 @@ class Fleet:
             _log.warning("checking %s runs failed: %s", provider.value, _error_text(exc))
             return False
         self.remote_run_errors.pop(provider, None)
+        await self._read_remote_progress(provider)
+        return changed
+
+    async def _read_remote_progress(self, provider: Provider) -> None:
+        """Read the new lines of each running run's log on this provider's machines (one SSH
+        command per run) and summarise its metrics, alerts included; never raises."""
+        snapshot = self.snapshots.get(provider)
+        machines = {m.id: m for m in snapshot.machines} if snapshot is not None else {}
+        newest: dict[str, Run] = {}
+        for run in self.runs:
+            if run.backend is provider:
+                newest.setdefault(run.machine, run)
+        running: set[str] = set()
+        for machine_id, run in newest.items():
+            machine = machines.get(machine_id)
+            if run.status is not RunStatus.RUNNING or machine is None or not wants_probe(machine):
+                continue
+            assert machine.ssh is not None
+            running.add(run.id)
+            tail = self._tails.get(run.id)
+            if tail is None:
+                tail = self._tails[run.id] = RemoteLogTail(
+                    machine.ssh,
+                    run.log_path,
+                    patterns=tuple(self.config.monitor.metrics_regex),
+                    clock=self.clock,
+                )
+                self._tail_states[run.id] = _ProgressState(tail.stream)
+            try:
+                await tail.poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.info("log of %s on %s unreadable: %s", run.id, machine.key, _error_text(exc))
+                continue
+            state = self._tail_states[run.id]
+            state.tracker = tail.stream  # a truncated log starts a new stream
+            found = self.progress.summarise(state, run)
+            if found != self._remote_progress.get(run.id):
+                if found is None:
+                    self._remote_progress.pop(run.id, None)
+                else:
+                    self._remote_progress[run.id] = found
+                self._rows_dirty = True
+        known = {r.id: r.backend for r in self.runs}
+        ended = [r for r in self._tails if r not in running and known.get(r, provider) is provider]
+        for run_id in ended:
+            del self._tails[run_id]
+            del self._tail_states[run_id]
+            self._remote_progress.pop(run_id, None)
+
+    def set_stream_alerts(self, run_id: str, alerts: Sequence[Any]) -> bool:
+        """The alerts of a remote run's live metrics stream (the metrics pane following it).
+
+        They are fresher than the periodic reads, so they win for that run's row.
+
+        Args:
+            run_id: The run the stream follows.
+            alerts: The metrics package's alerts (`kind`, `message`), first one shown.
+
+        Returns:
+            Whether the run's mark changed.
+        """
+        first = alerts[0] if alerts else None
+        value = (
+            (ALERT_WORDS.get(first.kind, first.kind), str(first.message))
+            if first is not None
+            else None
+        )
+        changed = self._stream_alerts.get(run_id, "unset") != value
+        self._stream_alerts[run_id] = value
         return changed
 
     def machines(self) -> list[Machine]:
@@ -717,13 +808,21 @@ class Fleet:
         """Machines joined with their newest run and its progress."""
         rows = join_runs(self.machines(), self.runs)
         return [
-            replace(
-                row,
-                progress=self._progress.get(row.run.id) if row.run else None,
-                ssh=self.ssh.get(row.machine),
-            )
+            replace(row, progress=self._progress_of(row.run), ssh=self.ssh.get(row.machine))
             for row in rows
         ]
+
+    def _progress_of(self, run: Run | None) -> RunProgress | None:
+        if run is None:
+            return None
+        if run.backend is Provider.LOCAL:
+            return self._progress.get(run.id)
+        progress = self._remote_progress.get(run.id)
+        if run.id not in self._stream_alerts:
+            return progress
+        streamed = self._stream_alerts[run.id]
+        alert, message = streamed if streamed is not None else (None, None)
+        return replace(progress or RunProgress(), alert=alert, alert_message=message)
 
     def totals(self) -> FleetTotals:
         """Burn rate and spend today now (machines gone since midnight included)."""
