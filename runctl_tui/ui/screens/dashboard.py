@@ -529,6 +529,19 @@ class DashboardScreen(FleetActions, Screen[None]):
         if path:
             self.resume_from(Path(path))
 
+    def on_metrics_panel_alerts_changed(self, event: Message) -> None:
+        """The metrics pane's alerts changed: for a run on a pod or instance (whose curves only
+        that pane follows live) they mark its machine's row and notify, as a local run's do."""
+        event.stop()
+        row = self.selected_row()
+        widget = self._pane_widget("metrics")
+        run = row.run if row is not None else None
+        if run is None or run.backend is Provider.LOCAL or widget is None:
+            return
+        # The pane's current alerts, not the message's: they belong to the stream it follows now.
+        if self.fleet.set_stream_alerts(run.id, list(getattr(widget, "alerts", []))):
+            self._redraw()
+
     # ---- errors ------------------------------------------------------------------------
 
     @on(Worker.StateChanged)
