@@ -57,9 +57,11 @@ async def refused_then_ready(
     assert row is not None and row.machine.state.value == "running"
     await wait_for(
         pilot,
-        lambda: (r := dashboard(app).fleet.find_row(key)) is not None
-        and r.ssh is not None
-        and r.ssh.state == "waiting",
+        lambda: (
+            (r := dashboard(app).fleet.find_row(key)) is not None
+            and r.ssh is not None
+            and r.ssh.state == "waiting"
+        ),
         "a failed login attempt",
         30,
     )
@@ -79,9 +81,7 @@ async def refused_then_ready(
 
 
 @pytest.mark.sshd
-async def test_a_new_pod_is_ready_only_once_ssh_answers(
-    sshd_server: Any, app_factory: Any
-) -> None:
+async def test_a_new_pod_is_ready_only_once_ssh_answers(sshd_server: Any, app_factory: Any) -> None:
     public_key = Path(str(sshd_server.key_path) + ".pub").read_text().strip()
     server = RunPodTestServer(
         api_key=RP_KEY,
@@ -102,7 +102,9 @@ async def test_a_new_pod_is_ready_only_once_ssh_answers(
             )
             await fill_create_form(pilot, app, Provider.RUNPOD, "secure", RTX_4090, "fresh")
             await pilot.press("enter")
-            await wait_for(pilot, lambda: any(p.name == "fresh" for p in server.pods.values()), "pod")
+            await wait_for(
+                pilot, lambda: any(p.name == "fresh" for p in server.pods.values()), "pod"
+            )
             key = pod_key(server, "fresh")
             seen: list[str] = []
 
