@@ -176,7 +176,11 @@ class UiConfig:
     readonly: bool = _key(False, "Disable every action that creates, changes or destroys.")
     theme: str = _key("textual-dark", "Textual theme name.")
     bell: bool = _key(True, "Ring the terminal bell when a run finishes, fails or stalls.")
-    max_fps: int = _key(10, "Upper bound on log pane redraws per second.")
+    max_fps: int = _key(
+        2,
+        "Upper bound on log pane redraws per second while lines keep coming (a line after a "
+        "quiet spell is drawn at once).",
+    )
     ema_weight: float = _key(0.6, "Initial smoothing weight of the loss curves (0 to 0.999).")
     show_all_aws: bool = _key(False, "List every instance in the region, not only runctl's.")
 

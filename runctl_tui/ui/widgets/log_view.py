@@ -1,7 +1,9 @@
 """The log pane: follows a `LogSource` at the tail, cheaply, whatever the writer's pace.
 
-Only the visible rows are rendered (Line API), from a bounded `LineBuffer`; chunks from the
-source land in the buffer at once but the screen is updated at most `max_fps` times a second.
+Only the visible rows are rendered (Line API), from a bounded `LineBuffer`. Chunks from the
+source wait until the next frame; the screen is updated at most `max_fps` times a second: a line
+after a quiet spell is drawn at once, lines that keep coming are drawn together once a period
+(a log at 10 lines/s is repainted twice a second by default, not ten times).
 Scrolling up pauses following (a marker counts the lines that arrived since); `End`/`f`
 resumes. `/` searches (highlights, `n`/`N`), `&` filters by regex, `w` wraps, `s` saves.
 """
@@ -27,7 +29,7 @@ from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.containers import Vertical
 from textual.events import Resize
-from textual.geometry import Size
+from textual.geometry import Offset, Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.scrollbar import ScrollBar
@@ -41,6 +43,9 @@ from runctl_tui.core.logsource import LogChunk, LogSource
 
 PARTIAL = -1
 """Row number standing for the unterminated (progress) line."""
+SIZE_REFRESH_SECONDS = 5.0
+"""While lines keep coming, the file size in the subtitle is brought up to date this often
+(a subtitle change repaints the whole pane, borders and all)."""
 MATCH_STYLE = Style(bgcolor="yellow", color="black")
 CURRENT_MATCH_STYLE = Style(bgcolor="dark_orange", color="black", bold=True)
 
@@ -107,6 +112,10 @@ class LogLines(ScrollView, can_focus=True):
         self._programmatic = False
         self._cache: LRUCache[tuple[int, int], list[Strip]] = LRUCache(1024)
         self._generation = 0
+        self._frame: tuple[Offset, int, Style] | None = None
+        """(scroll offset, content width, style) while a frame is drawn."""
+        self._row_cache: LRUCache[tuple[object, ...], Strip] = LRUCache(512)
+        """Finished rows by (line number and row within it, how they were drawn)."""
 
     # --- model ------------------------------------------------------------------------------
 
@@ -400,10 +409,65 @@ class LogLines(ScrollView, can_focus=True):
             self._cache[key] = strips
         return strips
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Looked up once per frame, not once per row: each walks the DOM (`rich_style` alone
+        # was half the cost of drawing the pane).
+        frame = (self.scroll_offset, self.scrollable_content_region.width, self.rich_style)
+        self._frame = frame
+        try:
+            if self._plain_box():
+                return self._render_rows(crop, frame)
+            return super().render_lines(crop)
+        finally:
+            self._frame = None
+
+    def _plain_box(self) -> bool:
+        """Whether rows need nothing from Textual's styles cache but background and filters
+        (no border, padding, outline, tint, hatch or opacity)."""
+        styles = self.styles
+        return (
+            not any(styles.gutter)
+            and not any(edge for edge, _ in styles.outline)
+            and not styles.tint.a
+            and styles.text_opacity == 1.0
+            and self.opacity == 1.0
+            and not (styles.has_rule("hatch") and styles.hatch != "none")
+        )
+
+    def _render_rows(self, crop: Region, frame: tuple[Offset, int, Style]) -> list[Strip]:
+        """The pane's rows as Textual's styles cache would draw them, each finished row kept
+        by line number: a frame after new lines draws only those, however far the view
+        scrolled (Textual's own cache is per screen row, so scrolling redrew every row)."""
+        (scroll_x, scroll_y), _, style = frame
+        width = self.size.width
+        base_background, background = self.background_colors
+        inner = self._styles_cache.get_inner_outer(base_background, background)[0].rich_style
+        filters = self.get_line_filters()
+        look = (self._generation, scroll_x, width, style, inner, background, *map(id, filters))
+        cache = self._row_cache
+        strips: list[Strip] = []
+        for y in crop.line_range:
+            row = self.row_at(scroll_y + y)
+            key = None if row is not None and row[0] == PARTIAL else (row, look)
+            strip = cache.get(key) if key is not None else None
+            if strip is None:
+                line = self.render_line(y).adjust_cell_length(width, inner)
+                for line_filter in filters:
+                    line = line.apply_filter(line_filter, background)
+                strip = line
+                if key is not None:
+                    cache[key] = strip
+            strips.append(strip)
+        if crop.column_span != (0, width):
+            x1, x2 = crop.column_span
+            strips = [strip.crop(x1, x2) for strip in strips]
+        return strips
+
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        width = self.scrollable_content_region.width
-        style = self.rich_style
+        frame = self._frame
+        if frame is None:
+            frame = (self.scroll_offset, self.scrollable_content_region.width, self.rich_style)
+        (scroll_x, scroll_y), width, style = frame
         row = self.row_at(scroll_y + y)
         if row is None:
             return Strip.blank(width, style)
@@ -516,8 +580,15 @@ class LogView(Vertical):
         self._incoming_partial: str | None = None
         self._incoming_size: int | None = None
         self._flush_timer: Timer | None = None
+        """The pending frame, while lines wait for it."""
+        self._flush_queued = False
+        """A frame was asked for on the next message-loop turn."""
+        self._last_flush = -math.inf
+        """When the last frame was made (monotonic seconds)."""
         self._title_timer: Timer | None = None
         self._title_shown: tuple[str, str] | None = None
+        self._size_shown: tuple[str, float] | None = None
+        """The size text in the subtitle and when it was set (monotonic seconds)."""
         self.lines_view = LogLines(self.buffer, id="log-lines")
 
     def compose(self) -> ComposeResult:
@@ -528,8 +599,6 @@ class LogView(Vertical):
 
     def on_mount(self) -> None:
         self._show_title("log", "no source")
-        # Runs only while lines are waiting: `_take` resumes it, an empty frame pauses it.
-        self._flush_timer = self.set_interval(1 / self.max_fps, self._flush, pause=True)
         if self._source_on_mount is not None:
             self.set_source(self._source_on_mount)
             self._source_on_mount = None
@@ -566,6 +635,11 @@ class LogView(Vertical):
         self._incoming_partial = None
         self._incoming_size = None
         self._dirty = False
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
+        self._last_flush = -math.inf
+        self._size_shown = None
         self.notice = None
         self.last_update = None
         self.lines_view.following = True
@@ -597,15 +671,30 @@ class LogView(Vertical):
             self.notice = chunk.notice
         self.last_update = self.clock()
         self._dirty = True
-        if self._flush_timer is not None:
-            self._flush_timer.resume()
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        """Ask for a frame: at once after a quiet spell, else one period after the last one."""
+        # No timer ticks while nothing arrives; at most one frame is pending at any time.
+        if self._flush_timer is not None or self._flush_queued:
+            return
+        delay = self._last_flush + 1 / self.max_fps - time.monotonic()
+        if delay <= 0:
+            # The next loop turn, so that chunks already read arrive in the same frame.
+            self._flush_queued = True
+            self.call_next(self._flush)
+        else:
+            self._flush_timer = self.set_timer(delay, self._flush, name="log frame")
 
     def _flush(self) -> None:
         """One frame: move what arrived into the view (at most `max_fps` times a second)."""
+        if self._flush_timer is not None:
+            self._flush_timer.stop()
+            self._flush_timer = None
+        self._flush_queued = False
         if not self._dirty:
-            if self._flush_timer is not None:
-                self._flush_timer.pause()
             return
+        self._last_flush = time.monotonic()
         self._dirty = False
         kept = len(self._incoming)
         self.buffer.extend(self._incoming, skipped=self._incoming_count - kept)
@@ -641,18 +730,34 @@ class LogView(Vertical):
         if self.source is None:
             self._show_title("log", "no source")
             return
-        import humanize
-
-        parts = []
-        if self.buffer.size is not None:
-            parts.append(humanize.naturalsize(self.buffer.size, binary=True))
-        parts.append(self.freshness())
+        parts = [self.freshness()]
         if self.filter_text:
             parts.append(f"filter /{self.filter_text}/ {len(self.lines_view.entries)} lines")
         if self.notice:
             parts.append(self.notice)
-        self._show_title(f"log: {self.source.description}", " · ".join(parts))
+        title = f"log: {self.source.description}"
+        self._show_title(title, self._with_size(title, parts))
         self._schedule_freshness()
+
+    def _with_size(self, title: str, parts: list[str]) -> str:
+        """The subtitle: the file size, then `parts`.
+
+        The size shown is kept while only it changed, for up to `SIZE_REFRESH_SECONDS`: a
+        growing log would otherwise repaint the whole pane on every frame for its last digit.
+        """
+        import humanize
+
+        size = self.buffer.size
+        current = "" if size is None else humanize.naturalsize(size, binary=True)
+        now = time.monotonic()
+        shown = self._size_shown
+        if shown is not None and shown[0] != current and now - shown[1] < SIZE_REFRESH_SECONDS:
+            stale = " · ".join([shown[0], *parts] if shown[0] else parts)
+            if self._title_shown == (title, stale):
+                return stale
+        if shown is None or shown[0] != current:
+            self._size_shown = (current, now)
+        return " · ".join([current, *parts] if current else parts)
 
     def _show_title(self, title: str, subtitle: str) -> None:
         # Setting a border title repaints the whole pane, even to the same text.
