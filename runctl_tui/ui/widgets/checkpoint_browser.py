@@ -4,6 +4,10 @@ Listing, inspecting and deleting run in thread workers; the directory is watched
 watchfiles in one exclusive worker, so switching directories stops the old watch. A checkpoint
 whose size moves between two looks is shown as being written; a file the safe reader cannot
 read is shown as unreadable, never allowed to break the pane.
+
+A hidden pane (another tab in a small terminal, or another pane zoomed) neither watches nor
+lists: a run that saves a checkpoint every few seconds would otherwise cost a listing, a table
+rebuild and a screen layout each time for nothing on screen. It lists again when shown.
 """
 
 from __future__ import annotations
@@ -160,6 +164,10 @@ class CheckpointBrowser(Vertical, can_focus=False):
         self._scanned_at: float | None = None
         self._title_shown: Text | None = None
         self._details_stamp: tuple[str, int, float] | None = None
+        self._visible = asyncio.Event()
+        """Set while the pane is on screen (Textual's Show and Hide events)."""
+        self._watch_stop: asyncio.Event | None = None
+        """Stops the current directory watch (set when the pane is hidden)."""
 
     def compose(self) -> ComposeResult:
         yield Static("no checkpoint directory", id="ckpt-title")
@@ -213,6 +221,14 @@ class CheckpointBrowser(Vertical, can_focus=False):
             self.query_one("#ckpt-details", Static).update("")
             self._set_title("listing…")
 
+    def on_show(self) -> None:
+        self._visible.set()
+
+    def on_hide(self) -> None:
+        self._visible.clear()
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+
     def action_refresh(self) -> None:
         """List the directory again now."""
         if self.directory is not None:
@@ -242,13 +258,16 @@ class CheckpointBrowser(Vertical, can_focus=False):
         from watchfiles import awatch
 
         while True:
+            await self._visible.wait()
             if not directory.is_dir():
                 # A run's checkpoint folder often appears only with its first checkpoint.
                 self._show_waiting(directory)
                 await asyncio.sleep(APPEAR_POLL_SECONDS)
                 continue
             await self._rescan(directory)
-            stop = asyncio.Event()
+            stop = self._watch_stop = asyncio.Event()
+            if not self._visible.is_set():
+                continue  # hidden while listing: wait until shown, then list again
             try:
                 async for changes in awatch(
                     directory,
@@ -269,7 +288,8 @@ class CheckpointBrowser(Vertical, can_focus=False):
                 self._set_title()
             finally:
                 stop.set()
-            await asyncio.sleep(APPEAR_POLL_SECONDS)
+            if self._visible.is_set():
+                await asyncio.sleep(APPEAR_POLL_SECONDS)
 
     def _show_waiting(self, directory: Path) -> None:
         if self.entries:
@@ -292,6 +312,7 @@ class CheckpointBrowser(Vertical, can_focus=False):
     @work(exclusive=True, group="checkpoints-watch", exit_on_error=False)
     async def _poll_remote(self, lister: RemoteLister, poll_seconds: float) -> None:
         while True:
+            await self._visible.wait()
             try:
                 entries = self._tracker.observe(await lister())
                 await asyncio.to_thread(

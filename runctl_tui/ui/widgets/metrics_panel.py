@@ -10,6 +10,9 @@ One exclusive worker follows the run (`set_run` cancels the previous one); readi
 thread, so a large log never blocks the screen. A run with no local files (on a pod or an
 instance) is followed through its log stream instead: `set_stream(source)` parses the lines a
 `LogSource` yields (`MetricsStream`), in the same exclusive worker.
+
+A hidden pane (another tab in a small terminal, or another pane zoomed) does not poll the run's
+files and draws nothing; it reads what it missed when shown (the tracker is incremental).
 """
 
 from __future__ import annotations
@@ -194,6 +197,8 @@ class MetricsPanel(Widget, can_focus=True):
         self._status = "no run selected"
         self._checkpoint_steps: list[float] = []
         self._stale = False
+        self._visible = asyncio.Event()
+        """Set while the pane is on screen (Textual's Show and Hide events)."""
         self.running = True
         """Whether the followed run is still going (a finished run never stalls)."""
 
@@ -289,6 +294,7 @@ class MetricsPanel(Widget, can_focus=True):
     async def _follow(self, tracker: MetricsTracker, run_dir: Path | None) -> None:
         interval = max(0.1, self.config.monitor.log_poll_seconds)
         while True:
+            await self._visible.wait()
             data = await asyncio.to_thread(_poll_and_copy, tracker)
             if tracker is not self._tracker:
                 return
@@ -327,7 +333,11 @@ class MetricsPanel(Widget, can_focus=True):
         else:
             self._stale = True
 
+    def on_hide(self) -> None:
+        self._visible.clear()
+
     def on_show(self) -> None:
+        self._visible.set()
         if self._stale:
             self._stale = False
             self.refresh()
