@@ -181,6 +181,7 @@ def idle_cpu(
     workdir: Path,
     command: str = "",
     expect: str = "",
+    profile: Path | None = None,
 ) -> tuple[float, str]:
     """Percent of one core a TUI process used over `seconds`, after a warm-up.
 
@@ -191,6 +192,7 @@ def idle_cpu(
         workdir: Its working directory.
         command: The shell command to run (default: `runctl-tui`).
         expect: Text that must be on screen once warmed up (checks the scenario is real).
+        profile: Where to write a py-spy profile of the window (collapsed stacks), if set.
 
     Returns:
         (percent of one core, how it ran).
@@ -235,9 +237,19 @@ def idle_cpu(
             ).stdout
             if expect and expect not in screen:
                 raise RuntimeError(f"{label}: expected {expect!r} on screen, got:\n{screen}")
+        spy: subprocess.Popen[bytes] | None = None
+        if profile is not None:
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking",
+                 "--format", "raw", "--rate", "200", "--duration", str(int(seconds)),
+                 "--pid", str(pid), "--output", str(profile / f"{label}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
         start_cpu, start = cpu_seconds(pid), time.monotonic()
         time.sleep(seconds)
         used, elapsed = cpu_seconds(pid) - start_cpu, time.monotonic() - start
+        if spy is not None:
+            spy.wait(30)
         return 100.0 * used / elapsed, how
     finally:
         if proc is not None:
@@ -256,7 +268,22 @@ def main() -> int:
         default=None,
         help="log pane redraws per second for both apps (`[ui] max_fps`; default: the config's)",
     )
+    parser.add_argument(
+        "--only",
+        default="frame,bare-quiet,quiet,bare-log,log",
+        help="comma-separated measurements to run (default: all of frame,bare-quiet,quiet,"
+        "bare-log,log)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="write a py-spy profile (collapsed stacks, one file per measurement) to this folder",
+    )
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
 
     from moto.server import ThreadedMotoServer
 
@@ -287,18 +314,19 @@ def main() -> int:
         print(f"log pane redraws capped at {args.max_fps} per second ([ui] max_fps)")
 
     # 1. time to first frame, alternating, local backend only (the default config).
-    bare: list[float] = []
-    dash: list[float] = []
-    first_frame("bare", env)  # warm the OS file cache for both
-    first_frame("dashboard", env)
-    for _ in range(args.repeat):
-        bare.append(first_frame("bare", env))
-        dash.append(first_frame("dashboard", env))
-    b, d = statistics.median(bare), statistics.median(dash)
-    print(
-        f"first frame: bare Textual app with the same widgets {b:.0f} ms, "
-        f"dashboard {d:.0f} ms (median of {args.repeat}) -> {d / b:.2f}x (target <= 1.3x)"
-    )
+    if "frame" in only:
+        bare: list[float] = []
+        dash: list[float] = []
+        first_frame("bare", env)  # warm the OS file cache for both
+        first_frame("dashboard", env)
+        for _ in range(args.repeat):
+            bare.append(first_frame("bare", env))
+            dash.append(first_frame("dashboard", env))
+        b, d = statistics.median(bare), statistics.median(dash)
+        print(
+            f"first frame: bare Textual app with the same widgets {b:.0f} ms, "
+            f"dashboard {d:.0f} ms (median of {args.repeat}) -> {d / b:.2f}x (target <= 1.3x)"
+        )
 
     # 2. idle CPU with three backends.
     runpod = RunPodTestServer(api_key="bench-key-123456").start()
@@ -322,16 +350,24 @@ def main() -> int:
     bare_script.write_text(BARE_IDLE, encoding="utf-8")
     bare_cmd = f"{sys.executable} {bare_script}"
     try:
-        bare_quiet, _ = idle_cpu(env, args.seconds, "bare-quiet", workdir, bare_cmd)
-        print(
-            f"baseline: bare Textual app, same widget classes, nothing to show: "
-            f"{bare_quiet:.2f}% of one core"
-        )
-        quiet, how = idle_cpu(cloud, args.seconds, "quiet", workdir, expect="bench-pod-0")
-        print(
-            f"idle CPU, 3 backends polling every 5 s, nothing changing ({how}, "
-            f"{args.seconds:.0f} s): {quiet:.2f}% of one core (target < 0.5%)"
-        )
+        if "bare-quiet" in only:
+            bare_quiet, _ = idle_cpu(
+                env, args.seconds, "bare-quiet", workdir, bare_cmd, profile=args.profile
+            )
+            print(
+                f"baseline: bare Textual app, same widget classes, nothing to show: "
+                f"{bare_quiet:.2f}% of one core"
+            )
+        if "quiet" in only:
+            quiet, how = idle_cpu(
+                cloud, args.seconds, "quiet", workdir, expect="bench-pod-0", profile=args.profile
+            )
+            print(
+                f"idle CPU, 3 backends polling every 5 s, nothing changing ({how}, "
+                f"{args.seconds:.0f} s): {quiet:.2f}% of one core (target < 0.5%)"
+            )
+        if not {"bare-log", "log"} & only:
+            return 0
         steps = int((2 * args.seconds + 60) * 10)  # lasts through both measurements
         launch = subprocess.run(
             [sys.executable, "-m", "runctl_tui", "local", "-b", str(DEMO),
@@ -345,16 +381,23 @@ def main() -> int:
         state.mkdir(parents=True, exist_ok=True)
         (state / "dashboard.json").write_text(json.dumps({"selected": "local:local"}))
         log_path = next((workdir / "runs").glob("*/train.log"))
-        bare_busy, _ = idle_cpu(env, args.seconds, "bare-log", workdir, f"{bare_cmd} {log_path}")
-        print(
-            f"baseline: bare Textual app, same widget classes following the same run (log at "
-            f"10 lines/s, its checkpoints and metrics): {bare_busy:.2f}% of one core"
-        )
-        busy, how = idle_cpu(cloud, args.seconds, "log", workdir, expect="loss=")
-        print(
-            f"idle CPU, 3 backends polling, selected run's log growing at 10 lines/s ({how}, "
-            f"{args.seconds:.0f} s): {busy:.2f}% of one core (target < 2%)"
-        )
+        if "bare-log" in only:
+            bare_busy, _ = idle_cpu(
+                env, args.seconds, "bare-log", workdir, f"{bare_cmd} {log_path}",
+                profile=args.profile,
+            )  # fmt: skip
+            print(
+                f"baseline: bare Textual app, same widget classes following the same run (log "
+                f"at 10 lines/s, its checkpoints and metrics): {bare_busy:.2f}% of one core"
+            )
+        if "log" in only:
+            busy, how = idle_cpu(
+                cloud, args.seconds, "log", workdir, expect="loss=", profile=args.profile
+            )
+            print(
+                f"idle CPU, 3 backends polling, selected run's log growing at 10 lines/s "
+                f"({how}, {args.seconds:.0f} s): {busy:.2f}% of one core (target < 2%)"
+            )
         run_id = launch.stdout.split()[0] if launch.stdout.split() else ""
         subprocess.run(
             [sys.executable, "-m", "runctl_tui", "stop", "--grace", "2", run_id],
