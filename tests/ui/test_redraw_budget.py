@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.segment import Segment
 from textual.app import App, ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Horizontal, Vertical
+from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.timer import Timer
@@ -26,6 +28,8 @@ from runctl_tui.core.config import Config
 from runctl_tui.core.fleet import FleetTotals, ProviderSnapshot
 from runctl_tui.core.logsource import LogChunk
 from runctl_tui.core.models import Provider
+from runctl_tui.ui.widgets import metrics_panel
+from runctl_tui.ui.widgets.checkpoint_browser import CheckpointBrowser
 from runctl_tui.ui.widgets.header_bar import HeaderBar
 from runctl_tui.ui.widgets.log_view import LogLines, LogView
 from runctl_tui.ui.widgets.metrics_panel import MetricsPanel
@@ -274,3 +278,205 @@ async def test_header_redraws_its_line_only_when_a_figure_changes(counts: Counts
         assert "today $0.005" in str(header.render())
         assert counts.refreshes["HeaderBar"] == 1
         assert counts.layouts == 0, "a new figure in a one-line header needs no layout"
+
+
+class LogApp(App[None]):
+    """The log pane alone, at a given redraw cap."""
+
+    def __init__(self, max_fps: int = 30) -> None:
+        super().__init__()
+        self.max_fps = max_fps
+
+    def compose(self) -> ComposeResult:
+        yield LogView(id="log", max_lines=1000, max_fps=self.max_fps, clock=lambda: CLOCK)
+
+
+def textual_rows(lines: LogLines, crop: Region) -> list[list[Segment]]:
+    """The rows as Textual's own styles cache draws them (what the row cache must equal)."""
+    lines._styles_cache.clear()
+    return [list(strip) for strip in Widget.render_lines(lines, crop)]
+
+
+async def test_log_rows_drawn_from_the_row_cache_equal_textuals_own_drawing() -> None:
+    app = LogApp()
+    async with app.run_test(size=(60, 16)) as pilot:
+        view = app.query_one(LogView)
+        lines = view.lines_view
+        source = QueueSource()
+        view.set_source(source)
+        source.put(
+            [f"step {i} loss=0.{i:04d} \x1b[31mred\x1b[0m\tafter a tab" for i in range(40)]
+            + ["a long line " + "x" * 120]
+        )
+        await until(pilot, rows_reach(view, 41), "the lines")
+        await pilot.pause()
+
+        async def same(what: str) -> None:
+            await pilot.pause()
+            width, height = lines.size
+            for crop in (Region(0, 0, width, height), Region(3, 2, width - 10, height - 4)):
+                ours = [list(strip) for strip in lines.render_lines(crop)]
+                assert ours == textual_rows(lines, crop), what
+
+        await same("following the tail")
+        view.action_search("loss=0.003")
+        await same("search highlights")
+        lines.scroll_to(x=7, y=5, animate=False, immediate=True)
+        await same("scrolled sideways and up")
+        view.action_toggle_wrap()
+        await same("wrapped")
+        lines.blur()
+        await same("unfocused")
+        view.action_filter("nothing matches this")
+        await same("blank rows")
+
+
+async def test_new_lines_draw_only_the_new_rows(counts: Counts) -> None:
+    app = LogApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        view = app.query_one(LogView)
+        source = QueueSource()
+        view.set_source(source)
+        source.put([f"line {i}" for i in range(200)])
+        await until(pilot, rows_reach(view, 200), "200 lines")
+        await pilot.pause()
+        counts.reset()
+        source.put(["new 1", "new 2", "new 3"])
+        await until(pilot, rows_reach(view, 203), "the new lines")
+        await pilot.pause()
+        assert view.lines_view.visible_lines()[-1] == "new 3"
+        # The view scrolled by three rows: every row on screen changed place, but only the
+        # three new ones are drawn (Textual's cache is per screen row: it redrew all 28).
+        assert 1 <= counts.line_renders <= 3, f"{counts.line_renders} rows drawn for 3 new lines"
+
+
+async def test_a_line_after_a_quiet_spell_is_drawn_at_once_a_stream_once_a_period(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    syncs = [0]
+    sync = LogLines.sync
+
+    def counting_sync(self: LogLines) -> None:
+        syncs[0] += 1
+        sync(self)
+
+    monkeypatch.setattr(LogLines, "sync", counting_sync)
+    app = LogApp(max_fps=1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        view = app.query_one(LogView)
+        source = QueueSource()
+        view.set_source(source)
+        await pilot.pause()
+        syncs[0] = 0
+        source.put(["first"])
+        # No waiting for a timer: the line is in the view after a few message-loop turns
+        # (a paused one-second timer used to take a whole period to draw it).
+        for _ in range(5):
+            await pilot.pause()
+        assert view.lines_view.row_count() == 1, "the first line waited for a frame timer"
+        assert syncs[0] == 1
+        for i in range(5):
+            source.put([f"more {i}"])
+            await pilot.pause()
+        # Within the period the stream waits for one frame, whatever the number of chunks.
+        assert syncs[0] == 1, "lines that keep coming are drawn together"
+        assert view._flush_timer is not None
+        await until(pilot, rows_reach(view, 6), "the stream")
+        assert syncs[0] == 2
+
+
+async def test_a_growing_file_size_does_not_repaint_the_pane_frame_each_frame(
+    counts: Counts,
+) -> None:
+    app = LogApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        view = app.query_one(LogView)
+        source = QueueSource()
+        view.set_source(source)
+        source.put(["first"], size=10_000)
+        await until(pilot, rows_reach(view, 1), "the first line")
+        assert "9.8 KiB" in str(view.border_subtitle)
+        await pilot.pause()
+        counts.reset()
+        for i in range(10):
+            # Each chunk changes the size as shown (9.8, 10.7, 11.7 ... KiB).
+            source.put([f"line {i}"], size=10_000 + 1_000 * (i + 1))
+            await until(pilot, rows_reach(view, i + 2), f"line {i}")
+        await pilot.pause()
+        # A subtitle change repaints the whole pane with its borders; the size may be a few
+        # seconds old instead.
+        assert counts.refreshes["LogView"] == 0, counts.refreshes
+        assert "9.8 KiB" in str(view.border_subtitle)
+
+
+class HiddenPanesApp(App[None]):
+    """The checkpoint and metrics panes, each in a box the test can hide."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__()
+        self.config = config
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            with Vertical(id="ckpt-box"):
+                yield CheckpointBrowser(clock=lambda: CLOCK)
+            with Vertical(id="metrics-box"):
+                yield MetricsPanel(self.config)
+
+
+async def test_a_hidden_checkpoint_pane_lists_nothing_until_shown(tmp_path: Path) -> None:
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / "ckpt-step000020.json").write_text("{}")
+    app = HiddenPanesApp(Config())
+    async with app.run_test(size=(120, 30)) as pilot:
+        browser = app.query_one(CheckpointBrowser)
+        browser.set_directory(folder)
+        await until(pilot, lambda: len(browser.entries) == 1, "the first listing")
+        box = app.query_one("#ckpt-box")
+        box.display = False
+        await until(pilot, lambda: not browser._visible.is_set(), "the pane hidden")
+        scans = browser.scans
+        for step in (40, 60, 80):
+            (folder / f"ckpt-step{step:06d}.json").write_text("{}")
+        await pilot.pause(1.5)  # well past the watch's debounce: a shown pane lists by now
+        assert browser.scans == scans, "a hidden pane listed the folder"
+        assert len(browser.entries) == 1
+        box.display = True
+        await until(pilot, lambda: len(browser.entries) == 4, "the listing once shown")
+        assert browser.table.row_count == 4
+
+
+async def test_a_hidden_metrics_pane_does_not_poll_until_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    polls = [0]
+    poll = metrics_panel._poll_and_copy
+
+    def counting_poll(tracker: Any) -> Any:
+        polls[0] += 1
+        return poll(tracker)
+
+    monkeypatch.setattr(metrics_panel, "_poll_and_copy", counting_poll)
+    config = Config()
+    config.monitor.log_poll_seconds = 0.05
+    run = tmp_path / "run"
+    run.mkdir()
+    log = run / "train.log"
+    log.write_text("".join(f"step {i} loss={1 / (i + 1):.4f}\n" for i in range(10)))
+    app = HiddenPanesApp(config)
+    async with app.run_test(size=(120, 30)) as pilot:
+        panel = app.query_one(MetricsPanel)
+        panel.set_run(log, run)
+        await until(pilot, lambda: "loss" in panel.shown, "the loss series")
+        box = app.query_one("#metrics-box")
+        box.display = False
+        await until(pilot, lambda: not panel._visible.is_set(), "the pane hidden")
+        await pilot.pause(0.1)  # a poll already under way finishes
+        before = polls[0]
+        with log.open("a") as handle:
+            handle.write("step 10 loss=0.0500\n")
+        await pilot.pause(0.6)  # about a dozen poll periods
+        assert polls[0] == before, f"{polls[0] - before} polls while hidden"
+        box.display = True
+        await until(pilot, lambda: len(panel._data["loss"][1]) == 11, "the missed point")
