@@ -8,6 +8,7 @@ table beside the run registry; each "restart" is a new `Fleet`, backend and regi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -228,8 +229,14 @@ async def test_an_instance_terminated_today_still_counts_after_a_restart(
     assert machine.price_per_hour is not None and machine.started_at == launched
     price = machine.price_per_hour
     seen_billing = clock.now
-    # Terminated outside the dashboard (`runctl aws terminate`): the next poll sees it end.
+    # Terminated outside the dashboard (`runctl aws terminate`): the backend itself records
+    # the exact end in the user's ledger (real time here)...
+    before = time.time()
     await AwsBackend(config).terminate(created.id)
+    (own,) = [i for i in SpendLedger().since(0) if i.machine_id == created.id]
+    assert own.end_exact and before <= own.end <= time.time() and own.start == launched
+    assert own.price_per_hour == price
+    # ...and this dashboard (its own ledger file, clock 3 h on) sees it end at the next poll.
     clock.now += 60
     gone = await listed(fleet, Provider.AWS, created.id)
     assert not gone.state.is_billing

@@ -839,6 +839,7 @@ class AwsBackend:
         """
         machine = await self.get_machine(machine_id)
         await asyncio.to_thread(self._lifecycle_sync, "terminate", machine_id)
+        await asyncio.to_thread(_record_end, machine)
         if machine.ssh is not None and not self._ssh_overridden(machine):
             from runctl_tui.core.ssh import forget_host_key
 
@@ -869,6 +870,17 @@ class AwsBackend:
 
 class _SpotRefused(Exception):
     """Internal: RunInstances said there is no spot capacity."""
+
+
+def _record_end(machine: Machine) -> None:
+    """Keep a terminated instance's cost in today's spend (the spend ledger); EC2 has no
+    per-instance bill to ask later. A ledger that cannot be written never fails a terminate."""
+    from runctl_tui.core.spend import record_machine_end
+
+    try:
+        record_machine_end(machine, time.time())
+    except (RunctlError, OSError) as exc:
+        log.warning("spend of %s not recorded: %s", machine.id, exc)
 
 
 def _actions_for(state: MachineState) -> tuple[str, ...]:
