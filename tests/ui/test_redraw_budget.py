@@ -25,13 +25,14 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from runctl_tui.core.config import Config
-from runctl_tui.core.fleet import FleetTotals, ProviderSnapshot
+from runctl_tui.core.fleet import FleetRow, FleetTotals, ProviderSnapshot
 from runctl_tui.core.logsource import LogChunk
-from runctl_tui.core.models import Provider
+from runctl_tui.core.models import GpuInfo, Machine, MachineState, Provider
 from runctl_tui.ui.widgets import metrics_panel
 from runctl_tui.ui.widgets.checkpoint_browser import CheckpointBrowser
 from runctl_tui.ui.widgets.header_bar import HeaderBar
 from runctl_tui.ui.widgets.log_view import LogLines, LogView
+from runctl_tui.ui.widgets.machines_table import MachinesTable
 from runctl_tui.ui.widgets.metrics_panel import MetricsPanel
 
 CLOCK = 1_790_000_000.0
@@ -480,3 +481,73 @@ async def test_a_hidden_metrics_pane_does_not_poll_until_shown(
         assert polls[0] == before, f"{polls[0] - before} polls while hidden"
         box.display = True
         await until(pilot, lambda: len(panel._data["loss"][1]) == 11, "the missed point")
+
+
+class TableApp(App[None]):
+    """The machines table alone."""
+
+    def compose(self) -> ComposeResult:
+        yield MachinesTable(id="machines")
+
+
+def pods(utilisation: float, cost: float) -> list[FleetRow]:
+    """Three running pods; the second one's GPU% and accrued cost vary."""
+    return [
+        FleetRow(
+            Machine(
+                Provider.RUNPOD,
+                f"pod{index}",
+                f"bench-pod-{index}",
+                MachineState.RUNNING,
+                gpu_type="NVIDIA GeForce RTX 4090",
+                gpu_count=1,
+                price_per_hour=0.44,
+                started_at=CLOCK - 600,
+                accrued_cost=cost if index == 1 else 0.073,
+                gpus=(GpuInfo(0, utilisation if index == 1 else 50.0),),
+            )
+        )
+        for index in range(3)
+    ]
+
+
+def table_lines(table: MachinesTable) -> list[list[Segment]]:
+    table._styles_cache.clear()
+    return [list(strip) for strip in table.render_lines(Region(0, 0, *table.size))]
+
+
+async def test_a_changed_figure_renders_its_cell_only_and_the_table_reads_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = TableApp()
+    async with app.run_test(size=(140, 10)) as pilot:
+        table = app.query_one(MachinesTable)
+        table.update_rows(pods(30.0, 0.05), CLOCK)
+        await pilot.pause()
+        table_lines(table)  # every cell rendered once
+        rendered = [0]
+        render_cell = DataTable._render_cell
+
+        def counting_render_cell(self: DataTable[Any], *args: Any, **kwargs: Any) -> Any:
+            before = len(self._cell_render_cache)
+            result = render_cell(self, *args, **kwargs)
+            rendered[0] += len(self._cell_render_cache) > before
+            return result
+
+        monkeypatch.setattr(DataTable, "_render_cell", counting_render_cell)
+        # Same widths: 30% -> 45%, $0.050 -> $0.060.
+        table.update_rows(pods(45.0, 0.06), CLOCK)
+        await pilot.pause()
+        lines = table_lines(table)
+        # Textual's update_cell forgets every rendered cell: all 52 of them were rendered again.
+        assert rendered[0] == 2, f"{rendered[0]} cells rendered for two changed figures"
+        assert "45%" in str(table.get_row("runpod:pod1"))
+        # What the cache shows is what a table drawn from scratch shows.
+        table._update_count += 1
+        table._line_cache.clear()
+        assert lines == table_lines(table)
+        # A wider figure lays the column out again (the whole table redraws, as it must).
+        table.update_rows(pods(100.0, 12.5), CLOCK)
+        await pilot.pause()
+        assert table.get_row("runpod:pod1")[table.get_column_index("cost")] == "$12.50"
+        assert "$12.50" in "".join(s.text for line in table_lines(table) for s in line)
