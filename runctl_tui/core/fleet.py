@@ -244,6 +244,8 @@ def compute_totals(
 
 LEDGER_WRITE_SECONDS = 60.0
 """How often a billing machine's interval in the spend ledger is extended (its last-seen time)."""
+LEDGER_RELOAD_SECONDS = 30.0
+"""How often the ledger is re-read for what other processes recorded (`runctl ... terminate`)."""
 
 _LOSS_NAMES = ("loss", "train_loss", "train/loss", "training_loss", "loss_step")
 ALERT_WORDS = {"nonfinite": "diverged", "divergence": "diverged", "stall": "stalled"}
@@ -458,6 +460,7 @@ class Fleet:
         self.spend_error: str | None = None
         """Why the spend ledger or a provider's billing could not be read or written, else None."""
         self._recorded: dict[tuple[str, float], BilledInterval] = {}
+        self._ledger_loaded: tuple[float, float] | None = None
         self._written: dict[tuple[str, float], float] = {}
         self._billed: dict[Provider, tuple[float, dict[str, float]]] = {}
         self.ssh = SshReadiness(max(1.0, float(config.monitor.poll_seconds)), clock)
@@ -622,13 +625,31 @@ class Fleet:
         self._billed[provider] = (midnight, dict(amounts))
 
     def _load_ledger(self) -> None:
+        """Re-read today's intervals (at most every `LEDGER_RELOAD_SECONDS`, or a new day)."""
         midnight = _midnight(self.clock())
+        tick = time.monotonic()
+        loaded = self._ledger_loaded
+        if (
+            loaded is not None
+            and loaded[0] == midnight
+            and tick - loaded[1] < LEDGER_RELOAD_SECONDS
+        ):
+            return
         try:
             intervals = self.ledger.since(midnight)
         except Exception as exc:
             self.spend_error = f"spend ledger unreadable: {_error_text(exc)}"
             return
-        self._recorded = {(i.key, i.start): i for i in intervals}
+        self._ledger_loaded = (midnight, tick)
+        fresh = {(i.key, i.start): i for i in intervals}
+        # Our own writes since the read began are kept (they are in the file too).
+        for at, interval in list(self._recorded.items()):
+            known = fresh.get(at)
+            if interval.end >= midnight and (
+                known is None or (not known.end_exact and known.end < interval.end)
+            ):
+                fresh[at] = interval
+        self._recorded = fresh
 
     def _reconcile(self) -> None:
         try:
