@@ -404,22 +404,19 @@ class MachinesTable(DataTable[Any]):
                 old = self._shown_cells.get(key, {})
                 changed = {c: v for c, v in cells.items() if old.get(c) != v}
                 if changed:
-                    self._set_cells(key, changed, old)
+                    self._set_cells(key, changed)
                 self._shown_cells[key] = cells
         self._sync_selection()
 
-    def _set_cells(self, key: str, changed: dict[str, Any], old: dict[str, Any]) -> None:
+    def _set_cells(self, key: str, changed: dict[str, Any]) -> None:
         """Put new values in one row's cells, redrawing that row only.
 
-        When a column would widen or may narrow, Textual's `update_cell` lays the columns out
-        again (and redraws everything, as it must).
+        When a column widens or narrows, Textual's `update_cell` lays the columns out again
+        (and redraws everything, as it must).
         """
         row_key = RowKey(key)
         columns = {ColumnKey(c): v for c, v in changed.items()}
-        if any(
-            self._width_changes(column, value, old.get(str(column.value)))
-            for column, value in columns.items()
-        ):
+        if any(self._width_changes(row_key, c, v) for c, v in columns.items()):
             for column_key, value in columns.items():
                 self.update_cell(row_key, column_key, value, update_width=True)
             return
@@ -436,16 +433,17 @@ class MachinesTable(DataTable[Any]):
         if row_index is not None:
             self.refresh_row(row_index)
 
-    def _width_changes(self, column_key: ColumnKey, value: Any, before: Any) -> bool:
-        """Whether a new value may change its column's width: it is wider than the column,
-        or narrower than the value it replaces, which was the widest."""
+    def _width_changes(self, row_key: RowKey, column_key: ColumnKey, value: Any) -> bool:
+        """Whether a new value changes its column's width (Textual sizes a column to its
+        widest cell or label)."""
         column = self.columns.get(column_key)
         if column is None:
             return True
-        width = cell_len(_plain(value))
-        previous = cell_len(_plain(before)) if before is not None else 0
-        widest = column.content_width
-        return width > widest or (width < previous and previous >= widest)
+        widest = cell_len(column.label.plain)
+        for key, row in self._data.items():
+            cell = value if key == row_key else row.get(column_key, "")
+            widest = max(widest, cell_len(_plain(cell)))
+        return widest != column.content_width
 
     def _rebuild(self, desired: list[tuple[str, dict[str, Any]]]) -> None:
         selected = self._selected
