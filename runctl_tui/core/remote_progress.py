@@ -28,8 +28,10 @@ READ_TIMEOUT_SECONDS = 20.0
 def _command(path: str, offset: int | None) -> str:
     """One shell command: the log's size, where this read starts, its length, then the bytes."""
     start = -1 if offset is None else offset
+    # A `~/` path is left to the remote shell's $HOME (runs record absolute paths, but be kind).
+    word = '"$HOME"/' + shlex.quote(path[2:]) if path.startswith("~/") else shlex.quote(path)
     return (
-        f'f={shlex.quote(path)}; s=$(wc -c < "$f") || exit 3; o={start}; '
+        f'f={word}; s=$(wc -c < "$f") || exit 3; o={start}; '
         f'if [ "$o" -lt 0 ]; then o=$((s - {FIRST_READ_BYTES})); fi; '
         'if [ "$o" -lt 0 ] || [ "$s" -lt "$o" ]; then o=0; fi; n=$((s - o)); '
         f'if [ "$n" -gt {MAX_READ_BYTES} ]; then o=$((s - {MAX_READ_BYTES})); '
