@@ -164,12 +164,11 @@ def test_prose_is_not_taken_for_metrics(line: str) -> None:
 
 def test_lines_without_a_step_are_counted_per_series() -> None:
     points = LineMetricsParser().feed(["loss=0.9", "noise", "loss=0.8 acc=0.5", "loss=0.7"])
-    assert [(p.name, p.step) for p in points] == [
-        ("loss", 1.0),
-        ("loss", 2.0),
-        ("acc", 1.0),
-        ("loss", 3.0),
-    ]
+    assert series_of(points) == {
+        "loss": [(1.0, 0.9), (2.0, 0.8), (3.0, 0.7)],
+        "acc": [(1.0, 0.5)],
+    }
+    assert [p.name for p in points] == ["loss", "loss", "loss", "acc"]  # grouped by series
 
 
 def test_same_step_spelled_twice_is_one_point() -> None:
@@ -198,7 +197,7 @@ def test_feeding_in_pieces_gives_the_same_points_as_at_once() -> None:
             pieces.extend(parser.feed(raw[start : index + 1].split("\n")))
             start = index + 1
     pieces.extend(parser.feed(raw[start:].split("\n")))
-    assert pieces == whole
+    assert series_of(pieces) == series_of(whole)
 
 
 def test_line_shapes_never_mix_up_keys_that_differ_in_digits() -> None:
@@ -207,12 +206,12 @@ def test_line_shapes_never_mix_up_keys_that_differ_in_digits() -> None:
     points = parser.feed(
         ["step 1 top1_acc=0.5", "step 2 top5_acc=0.7", "step 3 top1_acc=0.6", "step 10 loss=2"]
     )
-    assert [(p.name, p.step, p.value) for p in points] == [
-        ("top1_acc", 1.0, 0.5),
-        ("top5_acc", 2.0, 0.7),
-        ("top1_acc", 3.0, 0.6),
-        ("loss", 10.0, 2.0),
-    ]
+    assert series_of(points) == {
+        "top1_acc": [(1.0, 0.5), (3.0, 0.6)],
+        "top5_acc": [(2.0, 0.7)],
+        "loss": [(10.0, 2.0)],
+    }
+    assert list(series_of(points)) == ["top1_acc", "top5_acc", "loss"]  # as they appeared
 
 
 def test_a_shape_seen_as_prose_and_a_value_of_another_width() -> None:

@@ -111,7 +111,13 @@ class TextReader(MetricsReader):
             end = len(data) - 1  # one enormous line: take it in pieces rather than never
         self.offset += end + 1
         text = data[: end + 1].decode("utf-8", "replace")
-        return self._add(self._parser.feed(text.split("\n")))
+        columns = self._parser.feed_columns(text.split("\n"))
+        for name, (steps, values) in columns.items():
+            current = self.series.get(name)
+            if current is None:
+                current = self.series[name] = Series(name)
+            current.extend(steps, values)  # the parser counts each value once already
+        return bool(columns)
 
 
 class CsvReader(MetricsReader):

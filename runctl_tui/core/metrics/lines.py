@@ -23,7 +23,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from itertools import islice
+from functools import partial
+from itertools import islice, repeat
+from operator import add, and_, eq, lshift
 from typing import Any, NamedTuple
 
 from runctl_tui.core.metrics.models import MetricPoint
@@ -95,7 +97,17 @@ _BATCH = 4096
 a second copy of itself, many enough that the per-pass cost vanishes."""
 _MARKERS = (b"\x1b", b"\r", b"it/s", b"/step")
 """What sends a line past its shape's plan to the general route (see `LineMetricsParser._line`)."""
-_new_point = tuple.__new__
+_make_point = partial(tuple.__new__, MetricPoint)
+_COUNT: Any = object()
+"""A recorded point's step when the line gave none and the series counts its points."""
+_KEY_BITS = 16
+"""A record's key is its line's index in the batch shifted left by this, plus its place in
+the line: sorting by key puts a series' records back in the order they were written."""
+
+Columns = tuple[list[float | None], list[float]]
+"""One series' new points as `(steps, values)`."""
+_Chunk = tuple[list[int], list[Any], list[float]]
+"""Records of one series not yet counted: (keys, steps or `_COUNT`, values)."""
 
 
 class _Plan(NamedTuple):
@@ -115,6 +127,19 @@ class _Plan(NamedTuple):
     """Index of the epoch among the values (plain lines), -1 when none."""
     checks: tuple[tuple[int, str], ...]
     """(token index, text it starts with) for keys whose digits the shape does not keep."""
+    sample: str
+    """The line the plan was made from (its regex is made from it when first needed)."""
+
+
+class _Bucket(list[int]):
+    """A shape's plan and the indices of the lines of that shape in the batch being read."""
+
+    __slots__ = ("plan", "shape")
+
+    def __init__(self, plan: _Plan, shape: bytes) -> None:
+        super().__init__()
+        self.plan = plan
+        self.shape = shape
 
 
 def _colon_number(s: str) -> bool:
@@ -204,131 +229,240 @@ class LineMetricsParser:
         self._prev_kind = ""
         self._rich_step: tuple[float, float | None, int | None] = (0.0, None, None)
         self._plans: dict[bytes, _Plan | None] = {}
-        self._clean: dict[bytes, _Plan | None] = {}
-        """The plans of shapes without a marker of `_MARKERS`: `feed` applies them directly."""
+        self._clean: dict[bytes, _Bucket | None] = {}
+        """The shapes without a marker of `_MARKERS`: `_batch` puts their lines in buckets."""
+        self._rows: dict[bytes, tuple[_Plan, re.Pattern[str] | None]] = {}
+        """The regex that reads a whole group of lines of a shape's plan (None: read line by
+        line)."""
+        self._key = 0
+        self._malformed = False
+        """Whether the line `_tokens` read last had a number it could not read (`0.02.18`);
+        its plan would miss that series for every later line of its shape."""
         self._tqdm_tail = ""
         self._desc_epoch: dict[str, int] = {}
         self._tqdm_shown: dict[str, str] = {}
 
     def feed(self, lines: Iterable[str]) -> list[MetricPoint]:
+        """Parse lines into points (see `feed_columns`), grouped by series.
+
+        Args:
+            lines: Console lines in the order they were written.
+
+        Returns:
+            The new points: each series' points in occurrence order, the series in the order
+            they first appeared.
+        """
+        points: list[MetricPoint] = []
+        for name, (steps, values) in self.feed_columns(lines).items():
+            points.extend(map(_make_point, zip(repeat(name), steps, values)))
+        return points
+
+    def feed_columns(self, lines: Iterable[str]) -> dict[str, Columns]:
         """Parse lines (each may hold `\\r` redraws and ANSI codes; newline optional).
 
         Args:
             lines: Console lines in the order they were written.
 
         Returns:
-            The new points, in occurrence order.
+            The new points of each series as `(steps, values)` columns in occurrence order,
+            the series in the order they first appeared. The lists are the caller's.
         """
-        out: list[MetricPoint] = []
-        if self._extra:
-            for line in lines:
-                self._line(line, out)
-            return out
+        out: dict[str, Columns] = {}
         remaining = iter(lines)
         while batch := list(islice(remaining, _BATCH)):
-            self._batch(batch, out)
+            pending: dict[str, list[_Chunk]] = {}
+            loose: dict[str, _Chunk] = {}
+            if self._extra:
+                for index, line in enumerate(batch):
+                    self._key = index << _KEY_BITS
+                    self._line(line, loose)
+            else:
+                self._batch(batch, pending, loose)
+            for name, chunk in loose.items():
+                chunks = pending.get(name)
+                if chunks is None:
+                    pending[name] = [chunk]
+                else:
+                    chunks.append(chunk)
+            self._settle(pending, out)
         return out
 
-    def _batch(self, lines: list[str], out: list[MetricPoint]) -> None:
-        """`feed` for a bounded number of lines (their shapes are held at once)."""
+    def _batch(
+        self, lines: list[str], pending: dict[str, list[_Chunk]], loose: dict[str, _Chunk]
+    ) -> None:
+        """Sort a bounded number of lines into shape groups (parsed a column at a time) and
+        the rest (parsed line by line into `loose`)."""
         line_path = self._line
-        # The shapes of all lines without redraws at once: one join, encode, translate and
-        # split in C for the whole chunk instead of an encode and a translate per line (bar
-        # redraws are left out: long, non-ASCII, and never dispatched by shape). A line
-        # holding the separator would shift the shapes; the count shows it.
-        single = [line for line in lines if "\r" not in line]
-        shapes = "\0".join(single).encode("utf-8", "replace").translate(None, _SHAPE_DELETE)
+        # The shapes of all lines at once: one join, encode, translate and split in C for
+        # the whole batch. A line holding the separator would shift the shapes; the count
+        # shows it.
+        shapes = "\0".join(lines).encode("utf-8", "replace").translate(None, _SHAPE_DELETE)
         shape_list = shapes.split(b"\0")
-        if len(shape_list) != len(single):
-            for line in lines:
-                line_path(line, out)
+        if len(shape_list) != len(lines):
+            for index, line in enumerate(lines):
+                self._key = index << _KEY_BITS
+                line_path(line, loose)
             return
-        next_shape = iter(shape_list).__next__
-        clean_get = self._clean.get
-        slow = self._slow
-        unknown = _UNKNOWN
-        series = self._series
-        append = out.append
-        new_point = _new_point
-        point_type = MetricPoint
-        tqdm = self._tqdm
-        segment = self._segment
+        touched: list[_Bucket] = []
         previous = self._prev_kind
-        for line in lines:
-            if "\r" in line:
-                if "\x1b" in line:
-                    line_path(line, out)  # ANSI codes go first: they may hide a `\r`
-                else:
-                    # Progress-bar redraws: `_line`'s branch, inlined.
-                    if "\x08" in line:
-                        line = line.replace("\x08", "")
-                    for part in line.split("\r"):
-                        if not part:
-                            continue
-                        if "it/s" in part and " [" in part and "━" not in part:
-                            self._prev_kind = ""
-                            tqdm(part, out)  # a tqdm redraw: skip the dispatcher
-                        else:
-                            segment(part, out)
-                previous = self._prev_kind
-                continue
-            shape = next_shape()
-            if not previous:
-                # A shape without `\r`, ANSI or a progress-bar marker has none in its line
-                # either (removing digits cannot remove them), so the line goes straight to
-                # its plan: what `_line` would do, without its tests.
-                plan = clean_get(shape, unknown)
-                if plan is None:
+        unknown = _UNKNOWN
+        # A shape in `_clean` holds no `\r`, ANSI code or progress-bar marker, so neither
+        # does its line (removing digits cannot remove them): the line joins its shape's
+        # bucket, parsed with the others after this loop. The others go line by line.
+        for index, bucket in enumerate(map(self._clean.get, shape_list, repeat(unknown))):
+            if bucket is None:
+                if not previous:
                     continue  # a shape known to hold no metric
-                if plan is not unknown:
-                    # `_apply`, inlined: this runs for most metric lines of a log.
-                    size, dict_mode, slices, metrics, step_at, epoch_at, checks = plan
-                    tokens = line.split()
-                    if len(tokens) != size:
-                        slow(line, shape, out)
-                        continue
-                    fits = True
-                    for index, prefix in checks:
-                        if not tokens[index].startswith(prefix):
-                            fits = False
-                            break
-                    if fits:
-                        values: list[float] = []
-                        try:
-                            for index, begin, end in slices:
-                                values.append(float(tokens[index][begin:end]))
-                        except ValueError:
-                            fits = False
-                    if not fits:
-                        slow(line, shape, out)
-                        continue
-                    step: float | None = values[step_at] if step_at >= 0 else None
-                    epoch: float | None = values[epoch_at] if epoch_at >= 0 else None
-                    if step is None and not dict_mode:
-                        step = epoch
-                    count = not dict_mode
-                    for name, at in metrics:
-                        value = values[at]
-                        state = series.get(name)
-                        if state is None:
-                            state = series[name] = [0, None, None]
-                        point_step = step
-                        if point_step is None:
-                            if count:
-                                point_step = float(state[0] + 1)
-                        elif state[1] == point_step and state[2] == value:
-                            continue
-                        state[0] += 1
-                        state[1] = point_step
-                        state[2] = value
-                        append(new_point(point_type, (name, point_step, value)))
-                    if epoch is not None and epoch_at >= 0 and step_at >= 0:
-                        self._emit("epoch", step, epoch, out, count)
-                    continue
-            line_path(line, out)
+            elif bucket is not unknown and not previous:
+                if not bucket:
+                    touched.append(bucket)
+                bucket.append(index)
+                continue
+            self._key = index << _KEY_BITS
+            line_path(lines[index], loose)
             previous = self._prev_kind
+        for bucket in touched:
+            self._group(bucket, lines, pending)
 
-    def _line(self, line: str, out: list[MetricPoint]) -> None:
+    def _group(self, bucket: _Bucket, lines: list[str], pending: dict[str, list[_Chunk]]) -> None:
+        """Parse the lines of one shape a column at a time: one regex pass over all of them
+        and `float` mapped over each value's column, all in C."""
+        plan = bucket.plan
+        indices = bucket[:]
+        bucket.clear()
+        group = list(map(lines.__getitem__, indices))
+        pattern = self._pattern(bucket.shape, plan)
+        if pattern is not None:
+            size = len(group)
+            text = "".join(group) if group[0][-1:] == "\n" else "\n".join(group)
+            parts = pattern.split(text)
+            width = pattern.groups + 1
+            # The regex matches whole lines only, so the text between two matches is a bare
+            # line end exactly when every line matched (no line holds an inner newline: its
+            # shape would show it): then part 1 + j + i * width is value j of line i.
+            if len(parts) == size * width + 1 and not parts[0]:
+                ends = parts[width::width]
+                if ends.count("\n") + (ends[-1] == "") == size:
+                    try:
+                        values = [list(map(float, parts[at::width])) for at in range(1, width)]
+                    except ValueError:
+                        values = []
+                    if values:
+                        self._group_chunks(plan, values, indices, pending)
+                        return
+        # Line by line, into chunks of their own: `loose` already holds later lines.
+        apply = self._apply
+        own: dict[str, _Chunk] = {}
+        for index, line in zip(indices, group, strict=True):
+            self._key = index << _KEY_BITS
+            if not apply(plan, bucket.shape, line, own):
+                self._slow(line, bucket.shape, own, learn=False)
+        for name, chunk in own.items():
+            chunks = pending.get(name)
+            if chunks is None:
+                pending[name] = [chunk]
+            else:
+                chunks.append(chunk)
+
+    @staticmethod
+    def _group_chunks(
+        plan: _Plan,
+        values: list[list[float]],
+        indices: list[int],
+        pending: dict[str, list[_Chunk]],
+    ) -> None:
+        """The per-series chunks of a group's value columns (see `_apply` for the rules)."""
+        size = len(indices)
+        steps: list[Any]
+        if plan.step_at >= 0:
+            steps = values[plan.step_at]
+        elif plan.epoch_at >= 0 and not plan.dict_mode:
+            steps = values[plan.epoch_at]
+        else:
+            steps = [None if plan.dict_mode else _COUNT] * size
+        keys = list(map(lshift, indices, repeat(_KEY_BITS)))
+        position = 0
+        for name, at in plan.metrics:
+            chunk = (list(map(add, keys, repeat(position))) if position else keys, steps, values[at])
+            position += 1
+            chunks = pending.get(name)
+            if chunks is None:
+                pending[name] = [chunk]
+            else:
+                chunks.append(chunk)
+        if plan.epoch_at >= 0 and plan.step_at >= 0:
+            chunk = (list(map(add, keys, repeat(position))), steps, values[plan.epoch_at])
+            chunks = pending.get("epoch")
+            if chunks is None:
+                pending["epoch"] = [chunk]
+            else:
+                chunks.append(chunk)
+
+    def _settle(self, pending: dict[str, list[_Chunk]], out: dict[str, Columns]) -> None:
+        """Put each series' chunks in line order and apply the per-series rules: a step
+        counted where the line gave none, the same (step, value) twice is one point."""
+        series = self._series
+        # Series in the order they first appeared (the first key of each chunk is its least).
+        ordered = sorted(pending.items(), key=lambda item: min(chunk[0][0] for chunk in item[1]))
+        for name, chunks in ordered:
+            if len(chunks) == 1:
+                keys, steps, values = chunks[0]
+            else:
+                keys = []
+                steps = []
+                values = []
+                for chunk_keys, chunk_steps, chunk_values in chunks:
+                    keys += chunk_keys
+                    steps += chunk_steps
+                    values += chunk_values
+                order = sorted(range(len(keys)), key=keys.__getitem__)
+                steps = list(map(steps.__getitem__, order))
+                values = list(map(values.__getitem__, order))
+            state = series.get(name)
+            if state is None:
+                state = series[name] = [0, None, None]
+            size = len(values)
+            if None not in steps and _COUNT not in steps:
+                # Every step given: a point repeats the last one only if it equals the point
+                # before it (a dropped repeat equals the point kept before it), all in C.
+                if (steps[0] == state[1] and values[0] == state[2]) or (
+                    any(map(eq, islice(steps, 1, None), steps))
+                    and any(
+                        map(
+                            and_,
+                            map(eq, islice(steps, 1, None), steps),
+                            map(eq, islice(values, 1, None), values),
+                        )
+                    )
+                ):
+                    steps, values = _settle_slowly(state, steps, values)
+                else:
+                    state[0] += size
+                    state[1] = steps[-1]
+                    state[2] = values[-1]
+            elif steps.count(None) == size:
+                # No step and none to count (printed dicts): nothing to compare.
+                state[0] += size
+                state[1] = None
+                state[2] = values[-1]
+            elif steps.count(_COUNT) == size:
+                first = state[0] + 1
+                steps = list(map(float, range(first, first + size)))
+                state[0] += size
+                state[1] = steps[-1]
+                state[2] = values[-1]
+            else:
+                steps, values = _settle_slowly(state, steps, values)
+            if not values:
+                continue
+            columns = out.get(name)
+            if columns is None:
+                out[name] = (list(steps), list(values))
+            else:
+                columns[0].extend(steps)
+                columns[1].extend(values)
+
+    def _line(self, line: str, out: dict[str, _Chunk]) -> None:
         """Parse one line by the general route (redraws, ANSI codes, bars, extra patterns)."""
         if "\x1b" in line:
             line = _ANSI.sub("", line)
@@ -348,7 +482,7 @@ class LineMetricsParser:
             self._segment(line, out)
 
     # The dispatcher: progress bars by substring tests; every other line by its shape.
-    def _segment(self, s: str, out: list[MetricPoint]) -> None:
+    def _segment(self, s: str, out: dict[str, _Chunk]) -> None:
         if self._extra:
             self._apply_extra(s, out)
         previous = self._prev_kind
@@ -375,21 +509,43 @@ class LineMetricsParser:
         plan = self._plans.get(shape, _UNKNOWN)
         if plan is None:
             return  # a shape known to hold no metric
-        if plan is not _UNKNOWN and self._apply(plan, s, out):
+        if plan is not _UNKNOWN and self._apply(plan, shape, s, out):
             return
         self._slow(s, shape, out)
 
+    def _pattern(self, shape: bytes, plan: _Plan) -> re.Pattern[str] | None:
+        """The regex of a shape's plan (see `_row_pattern`), made once."""
+        cached = self._rows.get(shape)
+        if cached is not None and cached[0] is plan:
+            return cached[1]
+        pattern = _row_pattern(plan)
+        self._rows[shape] = (plan, pattern)
+        return pattern
+
     def _remember(self, shape: bytes, plan: _Plan | None) -> None:
         plans = self._plans
+        if shape in plans:
+            # A line that did not fit its shape's plan (`loss 1.2.3`) does not replace it:
+            # the lines after it would lose what the first plan reads.
+            return
         if len(plans) >= MAX_SHAPES:
             plans.clear()  # unbounded variety (hashes, paths): start over, stay bounded
             self._clean.clear()
+            self._rows.clear()
         plans[shape] = plan
         if not any(marker in shape for marker in _MARKERS):
-            self._clean[shape] = plan
+            self._clean[shape] = _Bucket(plan, shape) if plan is not None else None
 
-    def _slow(self, s: str, shape: bytes, out: list[MetricPoint]) -> None:
-        """Parse a line of a shape not seen before, and remember what its shape holds."""
+    def _slow(self, s: str, shape: bytes, out: dict[str, _Chunk], *, learn: bool = True) -> None:
+        """Parse a line of a shape not seen before, and remember what its shape holds.
+
+        Args:
+            s: The line.
+            shape: Its shape.
+            out: Where its points go.
+            learn: False to leave the shapes' plans as they are (a line read after the
+                lines that followed it, which may have changed them).
+        """
         stripped = s.lstrip()
         if stripped[:1] == "{":
             if "[" in s or s.count("{") > 1 or ": " not in s:
@@ -398,7 +554,7 @@ class LineMetricsParser:
             plan = self._tokens(s, out, dict_mode=True)
             if plan is None:
                 self._dict_line(s, out)
-            else:
+            elif learn and not self._malformed:
                 self._remember(shape, plan)
             return
         if "Epoch " in s:
@@ -407,34 +563,31 @@ class LineMetricsParser:
                 self._keras_epoch = int(match.group(1))
                 return
         if "=" in s or _qualifies(s) or _colon_number(s):
-            self._remember(shape, self._tokens(s, out, dict_mode=False))
-        else:
+            plan = self._tokens(s, out, dict_mode=False)
+            if learn and not self._malformed:
+                self._remember(shape, plan)
+        elif learn:
             self._remember(shape, None)
 
     def _emit(
-        self, name: str, step: float | None, value: float, out: list[MetricPoint], count: bool
+        self, name: str, step: float | None, value: float, out: dict[str, _Chunk], count: bool
     ) -> None:
-        # One list per series, [points so far, last step, last value]: a single dict lookup
-        # on the hottest path of the parser.
-        state = self._series.get(name)
-        if state is None:
-            state = self._series[name] = [0, None, None]
-        if step is None:
-            if count:
-                step = float(state[0] + 1)
-        elif state[1] == step and state[2] == value:
-            return  # the same point spelled twice (a bar redraw, a repeated print)
-        state[0] += 1
-        state[1] = step
-        state[2] = value
-        out.append(_new_point(MetricPoint, (name, step, value)))
+        # Recorded, not yet counted: `_settle` orders each series' records with those parsed a
+        # column at a time and applies the per-series rules.
+        chunk = out.get(name)
+        if chunk is None:
+            chunk = out[name] = ([], [], [])
+        chunk[0].append(self._key)
+        self._key += 1
+        chunk[1].append(_COUNT if step is None and count else step)
+        chunk[2].append(value)
 
     def _finish(
         self,
         step: float | None,
         epoch: float | None,
         metrics: list[tuple[str, float]],
-        out: list[MetricPoint],
+        out: dict[str, _Chunk],
         dict_mode: bool,
     ) -> None:
         if not metrics:
@@ -448,16 +601,16 @@ class LineMetricsParser:
         for name, value in metrics:
             emit(name, step, value, out, not dict_mode)
 
-    def _apply(self, plan: _Plan, s: str, out: list[MetricPoint]) -> bool:
+    def _apply(self, plan: _Plan, shape: bytes, s: str, out: dict[str, _Chunk]) -> bool:
         """Parse a line with its shape's plan; False when the line does not fit it after all."""
-        tokens = s.split()
-        if len(tokens) != plan.size:
+        pattern = self._pattern(shape, plan)
+        if pattern is None:
             return False
-        for index, prefix in plan.checks:
-            if not tokens[index].startswith(prefix):
-                return False
+        match = pattern.fullmatch(s, 0, len(s) - 1 if s[-1:] == "\n" else len(s))
+        if match is None:
+            return False
         try:
-            values = [float(tokens[index][begin:end]) for index, begin, end in plan.slices]
+            values = list(map(float, match.groups()))
         except ValueError:
             return False
         step: float | None = None
@@ -469,29 +622,14 @@ class LineMetricsParser:
         if step is None and not plan.dict_mode:
             step = epoch
         count = not plan.dict_mode
-        # `_emit`, inlined: this loop runs once per value of most log lines.
-        series = self._series
-        append = out.append
+        emit = self._emit
         for name, at in plan.metrics:
-            value = values[at]
-            state = series.get(name)
-            if state is None:
-                state = series[name] = [0, None, None]
-            point_step = step
-            if point_step is None:
-                if count:
-                    point_step = float(state[0] + 1)
-            elif state[1] == point_step and state[2] == value:
-                continue
-            state[0] += 1
-            state[1] = point_step
-            state[2] = value
-            append(_new_point(MetricPoint, (name, point_step, value)))
+            emit(name, step, values[at], out, count)
         if epoch is not None and plan.epoch_at >= 0 and plan.step_at >= 0:
-            self._emit("epoch", step, epoch, out, count)
+            emit("epoch", step, epoch, out, count)
         return True
 
-    def _tokens(self, s: str, out: list[MetricPoint], *, dict_mode: bool) -> _Plan | None:
+    def _tokens(self, s: str, out: dict[str, _Chunk], *, dict_mode: bool) -> _Plan | None:
         """Parse `key=value`, `key: value`, `key value` tokens; return the line's plan.
 
         Returns:
@@ -500,6 +638,7 @@ class LineMetricsParser:
         tokens = s.split()
         size = len(tokens)
         qualifies: bool | None = None
+        self._malformed = False
         step: float | None = None
         epoch: float | None = None
         metrics: list[tuple[str, float]] = []
@@ -558,6 +697,8 @@ class LineMetricsParser:
                 continue
             span = _number_span(raw)
             if span is None:
+                if _MALFORMED_NUMBER.search(raw):
+                    self._malformed = True  # `loss: 0.02.18`: not a line to learn from
                 continue
             value, begin, end = span
             lower = key.lower()
@@ -604,9 +745,10 @@ class LineMetricsParser:
             roles.index(_STEP) if _STEP in roles else -1,
             roles.index(_EPOCH) if _EPOCH in roles else -1,
             tuple(checks),
+            s,
         )
 
-    def _dict_line(self, s: str, out: list[MetricPoint]) -> None:
+    def _dict_line(self, s: str, out: dict[str, _Chunk]) -> None:
         stripped = s.strip()
         pairs: list[tuple[str, float]] = []
         if stripped.startswith('{"'):
@@ -638,7 +780,7 @@ class LineMetricsParser:
         step: float,
         total: float | None,
         epoch: int | None,
-        out: list[MetricPoint],
+        out: dict[str, _Chunk],
         *,
         colon: bool,
     ) -> None:
@@ -667,7 +809,7 @@ class LineMetricsParser:
             if value is not None:
                 self._emit(key, step, value, out, False)
 
-    def _tqdm(self, s: str, out: list[MetricPoint]) -> None:
+    def _tqdm(self, s: str, out: dict[str, _Chunk]) -> None:
         # The hottest path of a captured terminal: one call per bar redraw, kept to a few
         # string operations until the postfix shows something new.
         start = s.rfind(" [")
@@ -706,7 +848,6 @@ class LineMetricsParser:
                 self._desc_epoch[desc] = epoch
             step += epoch * float(total)
         shown = self._tqdm_shown
-        series = self._series
         for item in tail.split(", "):
             eq = item.find("=")
             if eq <= 0:
@@ -726,17 +867,15 @@ class LineMetricsParser:
                     continue
                 value = number
             # `_emit(key, step, value, out, False)`, inlined: once per value a bar shows.
-            state = series.get(key)
-            if state is None:
-                state = series[key] = [0, None, None]
-            elif state[1] == step and state[2] == value:
-                continue
-            state[0] += 1
-            state[1] = step
-            state[2] = value
-            out.append(_new_point(MetricPoint, (key, step, value)))
+            chunk = out.get(key)
+            if chunk is None:
+                chunk = out[key] = ([], [], [])
+            chunk[0].append(self._key)
+            self._key += 1
+            chunk[1].append(step)
+            chunk[2].append(value)
 
-    def _rich(self, s: str, out: list[MetricPoint]) -> None:
+    def _rich(self, s: str, out: dict[str, _Chunk]) -> None:
         rate = s.find("it/s")
         tail = s[rate + 4 :].strip()
         match = _RICH_COUNTER.search(s, 0, rate)
@@ -753,7 +892,7 @@ class LineMetricsParser:
         self._bar_tail["rich"] = tail
         self._bar("rich", tail, float(match.group(1)), total, epoch, out, colon=True)
 
-    def _keras(self, s: str, out: list[MetricPoint]) -> None:
+    def _keras(self, s: str, out: dict[str, _Chunk]) -> None:
         mark = s.find("/step")
         tail = s[mark + 5 :]
         if self._bar_tail.get("keras") == tail:
@@ -776,7 +915,7 @@ class LineMetricsParser:
             colon=True,
         )
 
-    def _apply_extra(self, s: str, out: list[MetricPoint]) -> None:
+    def _apply_extra(self, s: str, out: dict[str, _Chunk]) -> None:
         for pattern in self._extra:
             for match in pattern.finditer(s):
                 groups = match.groupdict()
@@ -793,6 +932,78 @@ class LineMetricsParser:
                         value = _number(text)
                         if value is not None:
                             self._emit(key, step, value, out, True)
+
+
+def _settle_slowly(
+    state: list[Any], steps: list[Any], values: list[float]
+) -> tuple[list[float | None], list[float]]:
+    """`LineMetricsParser._settle` one point at a time, for the chunks that need it."""
+    count, last_step, last_value = state
+    kept_steps: list[float | None] = []
+    kept_values: list[float] = []
+    for step, value in zip(steps, values, strict=True):
+        if step is _COUNT:
+            step = float(count + 1)
+        elif step is not None and step == last_step and value == last_value:
+            continue  # the same point spelled twice (a bar redraw, a repeated print)
+        count += 1
+        last_step = step
+        last_value = value
+        kept_steps.append(step)
+        kept_values.append(value)
+    state[0] = count
+    state[1] = last_step
+    state[2] = last_value
+    return kept_steps, kept_values
+
+
+_TOKEN = re.compile(r"\S+")
+_MALFORMED_NUMBER = re.compile(r"\.[0-9]*\.|[0-9][eE][-+]?\.")
+"""A number whose digits or dots went wrong (`0.02.18`, `4.5e-.1`): its line may not teach a
+plan, or the plan would miss that series in every later line of the shape."""
+_DIGIT_RUN = re.compile(r"[0-9.]+")
+
+
+def _row_pattern(plan: _Plan) -> re.Pattern[str] | None:
+    """A regex matching the lines `plan` reads, one group per value.
+
+    Lines of one shape differ only in their runs of digits and dots, so the regex is the
+    plan's sample line with those runs made variable, each value's text captured and the
+    digits of keys that hold some (`top5_acc`) kept literal. A line matching it is read
+    exactly as the sample was. None when the sample does not lend itself to one.
+    """
+    line = plan.sample
+    text = line[:-1] if line.endswith("\n") else line
+    if "\n" in text:
+        return None
+    tokens = [match.span() for match in _TOKEN.finditer(text)]
+    if len(tokens) != plan.size:
+        return None
+    values: list[tuple[int, int]] = []
+    for index, begin, end in plan.slices:
+        first, last = tokens[index]
+        values.append((first + begin, last + end if end is not None else last))
+    literal = [(tokens[index][0], tokens[index][0] + len(prefix)) for index, prefix in plan.checks]
+    marks = sorted([(a, b, True) for a, b in values] + [(a, b, False) for a, b in literal])
+    parts: list[str] = []
+    position = 0
+    for start, stop, captured in marks:
+        if start < position:
+            return None  # overlapping spans: leave this shape to the line-by-line route
+        parts.append(_variable(text[position:start]))
+        piece = text[start:stop]
+        parts.append(f"({_variable(piece)})" if captured else re.escape(piece))
+        position = stop
+    parts.append(_variable(text[position:]))
+    # No `^`: a regex starting with literal text is searched for far faster, and a match
+    # starting inside a line shows in the text between matches (see `_group`).
+    return re.compile("".join(parts) + "$", re.MULTILINE)
+
+
+def _variable(text: str) -> str:
+    """`text` as a regex in which every run of digits and dots may be any such run."""
+    pieces = _DIGIT_RUN.split(text)
+    return "[0-9.]*".join(re.escape(piece) for piece in pieces)
 
 
 def _flatten(data: dict[str, object], prefix: str, pairs: list[tuple[str, float]]) -> None:

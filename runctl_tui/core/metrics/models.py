@@ -45,6 +45,18 @@ class Series:
         if value < self._min:  # NaN compares False and never becomes the minimum
             self._min = value
 
+    def extend(self, steps: list[float | None], values: list[float]) -> None:
+        """Add points at the end, given as columns of equal length."""
+        if not values:
+            return
+        self.steps.extend(steps)
+        self.values.extend(values)
+        low = min(values)
+        if low != low:  # NaN first: min() compared nothing else with it
+            low = min((value for value in values if value == value), default=math.inf)
+        if low < self._min:
+            self._min = low
+
     def __len__(self) -> int:
         return len(self.values)
 

@@ -79,15 +79,15 @@ class MetricsStream(WatchedSeries):
         if partial is not None and partial != self._partial and partial.rstrip().endswith("]"):
             lines.append(partial)
         self._partial = chunk.partial
-        points = self._parser.feed(lines) if lines else []
+        columns = self._parser.feed_columns(lines) if lines else {}
         self.lines += len(chunk.lines)
         series = self.series
-        for name, step, value in points:
+        for name, (steps, values) in columns.items():
             item = series.get(name)
             if item is None:
                 item = series[name] = Series(name)
-            item.append(step, value)
-        changed = bool(points)
+            item.extend(steps, values)
+        changed = bool(columns)
         if chunk.notice is not None:
             self.notice = chunk.notice
             if any(word in chunk.notice for word in _RESTART_WORDS):
@@ -98,7 +98,7 @@ class MetricsStream(WatchedSeries):
                 self._watches = {}
         elif chunk.lines:
             self.notice = None
-        if points:
+        if columns:
             self.last_point_at = self._clock()
         return changed
 
