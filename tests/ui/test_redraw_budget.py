@@ -547,19 +547,24 @@ async def test_a_changed_figure_renders_its_cell_only_and_the_table_reads_the_sa
         table._update_count += 1
         table._line_cache.clear()
         assert lines == table_lines(table)
-        # Narrower, but the column keeps its width (its label is wider): still one cell.
+        # Narrower: still one cell, the column keeps its width.
         rendered[0] = 0
         table.update_rows(pods(5.0, 0.06), CLOCK)
         await pilot.pause()
         table_lines(table)
         assert rendered[0] == 1, f"{rendered[0]} cells rendered for one narrower figure"
-        # A wider figure, then a narrower one, lay the column out again (all is redrawn).
+        # A wider figure lays the column out again (all is redrawn); columns only widen until
+        # the rows are rebuilt, so a figure that shrinks again moves nothing.
         cost = table.columns[ColumnKey("cost")]
         assert cost.content_width == len("$0.073")
         table.update_rows(pods(5.0, 1234.5), CLOCK)
         await pilot.pause()
         assert cost.content_width == len("$1,234.50")
         assert "$1,234.50" in "".join(s.text for line in table_lines(table) for s in line)
+        rendered[0] = 0
         table.update_rows(pods(5.0, 0.06), CLOCK)
         await pilot.pause()
-        assert cost.content_width == len("$0.073")
+        table_lines(table)
+        assert rendered[0] == 1
+        assert cost.content_width == len("$1,234.50")
+        assert "$0.060" in "".join(s.text for line in table_lines(table) for s in line)

@@ -411,14 +411,15 @@ class MachinesTable(DataTable[Any]):
     def _set_cells(self, key: str, changed: dict[str, Any]) -> None:
         """Put new values in one row's cells, redrawing that row only.
 
-        When a column widens or narrows, Textual's `update_cell` lays the columns out again
-        (and redraws everything, as it must).
+        When a column widens, Textual's `update_cell` lays the columns out again (and redraws
+        everything, as it must).
         """
         row_key = RowKey(key)
         columns = {ColumnKey(c): v for c, v in changed.items()}
-        if any(self._width_changes(row_key, c, v) for c, v in columns.items()):
-            for column_key, value in columns.items():
-                self.update_cell(row_key, column_key, value, update_width=True)
+        widens = {column: self._widens(column, value) for column, value in columns.items()}
+        if any(widens.values()):
+            for column, value in columns.items():
+                self.update_cell(row_key, column, value, update_width=widens[column])
             return
         row = self._data[row_key]
         row.update(columns)
@@ -433,17 +434,14 @@ class MachinesTable(DataTable[Any]):
         if row_index is not None:
             self.refresh_row(row_index)
 
-    def _width_changes(self, row_key: RowKey, column_key: ColumnKey, value: Any) -> bool:
-        """Whether a new value changes its column's width (Textual sizes a column to its
-        widest cell or label)."""
+    def _widens(self, column_key: ColumnKey, value: Any) -> bool:
+        """Whether a new value is wider than its column.
+
+        Columns only widen between rebuilds (a new set of rows, a sort, a filter): an ETA going
+        from `1m` to `59s` neither shifts every column to its right nor redraws the table.
+        """
         column = self.columns.get(column_key)
-        if column is None:
-            return True
-        widest = cell_len(column.label.plain)
-        for key, row in self._data.items():
-            cell = value if key == row_key else row.get(column_key, "")
-            widest = max(widest, cell_len(_plain(cell)))
-        return widest != column.content_width
+        return column is None or cell_len(_plain(value)) > column.content_width
 
     def _rebuild(self, desired: list[tuple[str, dict[str, Any]]]) -> None:
         selected = self._selected
