@@ -92,12 +92,14 @@ from pathlib import Path
 from textual.app import App
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Input, Static, Tab, Tabs
+from runctl_tui.core.config import UiConfig
 from runctl_tui.core.logs import FileLogSource
 from runctl_tui.ui.widgets.log_view import LogView
 from runctl_tui.ui.widgets.checkpoint_browser import CheckpointBrowser
 from runctl_tui.ui.widgets.metrics_panel import MetricsPanel
 
 log = Path(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] else None
+MAX_FPS = UiConfig().max_fps  # the dashboard's default redraw cap, unless --max-fps
 
 
 class Bare(App[None]):
@@ -111,7 +113,7 @@ class Bare(App[None]):
             yield DataTable()
         yield Tabs(Tab("a"), Tab("b"), Tab("c"))
         with Horizontal():
-            yield LogView(id="log", max_fps=int(os.environ.get("RUNCTL_UI_MAX_FPS", "10")))
+            yield LogView(id="log", max_fps=int(os.environ.get("RUNCTL_UI_MAX_FPS", MAX_FPS)))
             yield CheckpointBrowser()
             yield MetricsPanel()
         yield Footer()
