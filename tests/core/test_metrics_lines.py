@@ -229,3 +229,121 @@ def test_a_shape_seen_as_prose_and_a_value_of_another_width() -> None:
         ("loss", 3.0, 0.25),
         ("loss", 12.0, 0.001),
     ]
+
+
+def _console_lines() -> list[str]:
+    """Every console capture of tests/data, as the tracker splits them."""
+    data = SAMPLES.parent
+    lines: list[str] = []
+    for path in sorted([*data.glob("metrics/*/*.raw"), *data.glob("logs/*.log")]):
+        lines.extend(path.read_bytes().decode("utf-8", "replace").split("\n"))
+    return lines
+
+
+def _printed_lines(count: int, seed: int) -> list[str]:
+    """Lines as training scripts print them, several shapes interleaved with prose."""
+    import random
+
+    rng = random.Random(seed)
+    out: list[str] = []
+    step = 0
+    for index in range(count):
+        loss = 2.5 * 0.999**index + rng.random() * 0.05
+        kind = rng.randrange(6)
+        if kind == 0:
+            # A new shape each time (hex ids): the parser's table of shapes fills and is
+            # started over mid-batch.
+            out.append(f"INFO worker {rng.getrandbits(48):x} prefetching shard {index % 128}")
+        elif kind == 1:
+            step += 1
+            out.append(f"iter {step}: loss {loss:.4f}, time {rng.random() * 200:.2f}ms")
+        elif kind == 2:
+            step += 1
+            out.append(f"step {step} | loss={loss:.4f} lr=3.0e-04 top5_acc={rng.random():.3f}")
+        elif kind == 3:
+            out.append(
+                f"{{'loss': '{loss:.4g}', 'learning_rate': '4.5e-05', 'epoch': '{index / count:.3g}'}}"
+            )
+        elif kind == 4:
+            out.append(f'{{"step": {step}, "loss": {loss:.5f}, "lr": 0.0003}}')
+        else:
+            out.append(f"Epoch {index // 500} loss={loss:.3f}")
+    return out
+
+
+def _mangled(lines: list[str], seed: int) -> list[str]:
+    """The capture's metric lines with digits and dots shuffled about, as a damaged or
+    unusual log might hold them, mixed with the untouched lines."""
+    import random
+
+    rng = random.Random(seed)
+    out: list[str] = []
+    for line in lines:
+        out.append(line)
+        if any(char.isdigit() for char in line) and rng.random() < 0.3:
+            out.append(
+                "".join(
+                    rng.choice("0123456789..") if char.isdigit() and rng.random() < 0.2 else char
+                    for char in line
+                )
+            )
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_lines_read_in_batches_as_they_would_be_one_at_a_time(seed: int) -> None:
+    """Lines of one shape are read a column at a time after the rest of their batch; the
+    result must be what reading them one call at a time gives, damaged lines included."""
+    lines = _mangled(_console_lines() + _printed_lines(30000, seed), seed)
+    assert len(lines) > 6000 and sum(line.count("\r") for line in lines) > 400
+    batched = series_of(LineMetricsParser().feed(lines))
+    parser = LineMetricsParser()
+    single: list[MetricPoint] = []
+    for line in lines:
+        single.extend(parser.feed([line]))
+    assert batched.keys() == series_of(single).keys()
+    for name, points in series_of(single).items():
+        assert len(batched[name]) == len(points), name
+        for got, want in zip(batched[name], points, strict=True):
+            assert got == want or (math.isnan(got[1]) and math.isnan(want[1]) and got[0] == want[0])
+
+
+def test_a_damaged_line_does_not_teach_its_shape_to_drop_a_series() -> None:
+    """The first line of a shape teaches the parser which token is which series; a line whose
+    number is damaged (`0.02.18`) must not, or every later line of the shape loses `loss`."""
+    lines = [
+        "{'loss': '0.02.18', 'grad_norm': '0.8357', 'epoch': '0.06'}",
+        "{'loss': '0.4526', 'grad_norm': '0.5', 'epoch': '0.07'}",
+        "{'loss': '0.4411', 'grad_norm': '0.4', 'epoch': '0.08'}",
+    ]
+    for feed in ([lines], [[line] for line in lines]):
+        parser = LineMetricsParser()
+        points: list[MetricPoint] = []
+        for piece in feed:
+            points.extend(parser.feed(piece))
+        assert series_of(points)["loss"] == [(None, 0.4526), (None, 0.4411)]
+        assert len(series_of(points)["grad_norm"]) == 3
+
+
+def test_a_shape_reads_each_line_exactly_not_by_the_first_lines_widths() -> None:
+    """Two lines of one shape (digits removed) may place their numbers differently: the
+    second is read from its own text (0.0829, not 0.082 cut at the first line's width)."""
+    lines = [
+        "{'loss': '0.5', 'epoch': '0.1'}0",
+        "{'loss': '0.4', 'epoch': '0.0829'}",
+    ]
+    got = series_of(LineMetricsParser().feed(lines))
+    assert got["epoch"][-1] == (None, 0.0829)
+    assert got["loss"] == [(None, 0.5), (None, 0.4)]
+
+
+def test_feed_columns_gives_each_series_steps_and_values() -> None:
+    parser = LineMetricsParser()
+    lines = [f"step {n} | loss={1 / n:.4f} lr=3.0e-04" for n in range(1, 6)]
+    columns = parser.feed_columns(lines)
+    assert list(columns) == ["loss", "lr"]
+    steps, values = columns["loss"]
+    assert steps == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert values == [1.0, 0.5, 0.3333, 0.25, 0.2]
+    assert columns["lr"] == ([1.0, 2.0, 3.0, 4.0, 5.0], [0.0003] * 5)
+    assert parser.feed_columns(["step 5 | loss=0.2000 lr=3.0e-04"]) == {}  # a repeat

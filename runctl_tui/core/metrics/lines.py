@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import partial
 from itertools import islice, repeat
-from operator import add, and_, eq, lshift
+from operator import add, and_, eq, is_not, lshift
 from typing import Any, NamedTuple
 
 from runctl_tui.core.metrics.models import MetricPoint
@@ -239,7 +239,8 @@ class LineMetricsParser:
         """Whether the line `_tokens` read last had a number it could not read (`0.02.18`);
         its plan would miss that series for every later line of its shape."""
         self._tqdm_tail = ""
-        self._desc_epoch: dict[str, int] = {}
+        self._tqdm_steps: dict[str, float] = {}
+        """The step of each tqdm head seen lately (see `_tqdm`)."""
         self._tqdm_shown: dict[str, str] = {}
 
     def feed(self, lines: Iterable[str]) -> list[MetricPoint]:
@@ -422,16 +423,23 @@ class LineMetricsParser:
             if state is None:
                 state = series[name] = [0, None, None]
             size = len(values)
-            if None not in steps and _COUNT not in steps:
-                # Every step given: a point repeats the last one only if it equals the point
-                # before it (a dropped repeat equals the point kept before it), all in C.
-                if (steps[0] == state[1] and values[0] == state[2]) or (
+            if _COUNT not in steps:
+                # Steps given (or None: printed dicts, never compared): a point repeats the
+                # last one only if it equals the point before it (a dropped repeat equals the
+                # point kept before it), all in C.
+                if (
+                    steps[0] is not None and steps[0] == state[1] and values[0] == state[2]
+                ) or (
                     any(map(eq, islice(steps, 1, None), steps))
                     and any(
                         map(
                             and_,
-                            map(eq, islice(steps, 1, None), steps),
-                            map(eq, islice(values, 1, None), values),
+                            map(is_not, islice(steps, 1, None), repeat(None)),
+                            map(
+                                and_,
+                                map(eq, islice(steps, 1, None), steps),
+                                map(eq, islice(values, 1, None), values),
+                            ),
                         )
                     )
                 ):
@@ -440,11 +448,6 @@ class LineMetricsParser:
                     state[0] += size
                     state[1] = steps[-1]
                     state[2] = values[-1]
-            elif steps.count(None) == size:
-                # No step and none to count (printed dicts): nothing to compare.
-                state[0] += size
-                state[1] = None
-                state[2] = values[-1]
             elif steps.count(_COUNT) == size:
                 first = state[0] + 1
                 steps = list(map(float, range(first, first + size)))
@@ -824,29 +827,17 @@ class LineMetricsParser:
         self._tqdm_tail = tail
         if not tail:
             return
-        # The head (`s[:start]`) is searched in place rather than sliced off.
-        counter = s[s.rfind(" ", 0, start) + 1 : start]
-        slash = counter.find("/")
-        if slash >= 0:
-            done = counter[:slash]
-            total = counter[slash + 1 :]
-        else:
-            done = counter[:-2] if counter.endswith("it") else counter
-            total = ""
-        if not done.isdigit():
-            return
-        step = float(done)
-        if total.isdigit() and s.find("poch", 0, start) >= 0:
-            bar = s.find("|", 0, start)
-            desc = s[: bar if bar >= 0 else start]
-            epoch = self._desc_epoch.get(desc, -1)
-            if epoch < 0:
-                match = _EPOCH_IN_DESC.search(desc)
-                epoch = int(match.group(1)) if match else 0
-                if len(self._desc_epoch) > 1000:
-                    self._desc_epoch.clear()
-                self._desc_epoch[desc] = epoch
-            step += epoch * float(total)
+        # The step a head (`Epoch 1:  54%|█████ | 54/100`) says, remembered: a bar redraws
+        # the same heads again and again.
+        head = s[:start]
+        step = self._tqdm_steps.get(head)
+        if step is None:
+            step = self._tqdm_step(head)
+            if step is None:
+                return
+            if len(self._tqdm_steps) > 4096:
+                self._tqdm_steps.clear()
+            self._tqdm_steps[head] = step
         shown = self._tqdm_shown
         for item in tail.split(", "):
             eq = item.find("=")
@@ -874,6 +865,26 @@ class LineMetricsParser:
             self._key += 1
             chunk[1].append(step)
             chunk[2].append(value)
+
+    def _tqdm_step(self, head: str) -> float | None:
+        """The step of a tqdm redraw from what precedes its ` [`: its counter, plus the
+        epoch times the total when its description names an epoch; None without one."""
+        counter = head[head.rfind(" ") + 1 :]
+        slash = counter.find("/")
+        if slash >= 0:
+            done = counter[:slash]
+            total = counter[slash + 1 :]
+        else:
+            done = counter[:-2] if counter.endswith("it") else counter
+            total = ""
+        if not done.isdigit():
+            return None
+        step = float(done)
+        if total.isdigit() and "poch" in head:
+            bar = head.find("|")
+            match = _EPOCH_IN_DESC.search(head[: bar if bar >= 0 else len(head)])
+            step += (int(match.group(1)) if match else 0) * float(total)
+        return step
 
     def _rich(self, s: str, out: dict[str, _Chunk]) -> None:
         rate = s.find("it/s")
