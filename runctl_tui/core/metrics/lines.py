@@ -384,7 +384,11 @@ class LineMetricsParser:
         keys = list(map(lshift, indices, repeat(_KEY_BITS)))
         position = 0
         for name, at in plan.metrics:
-            chunk = (list(map(add, keys, repeat(position))) if position else keys, steps, values[at])
+            chunk = (
+                list(map(add, keys, repeat(position))) if position else keys,
+                steps,
+                values[at],
+            )
             position += 1
             chunks = pending.get(name)
             if chunks is None:
@@ -427,9 +431,7 @@ class LineMetricsParser:
                 # Steps given (or None: printed dicts, never compared): a point repeats the
                 # last one only if it equals the point before it (a dropped repeat equals the
                 # point kept before it), all in C.
-                if (
-                    steps[0] is not None and steps[0] == state[1] and values[0] == state[2]
-                ) or (
+                if (steps[0] is not None and steps[0] == state[1] and values[0] == state[2]) or (
                     any(map(eq, islice(steps, 1, None), steps))
                     and any(
                         map(
