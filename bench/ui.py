@@ -216,7 +216,9 @@ def idle_cpu(
         subprocess.run(
             ["tmux", "-L", socket_name, "new-session", "-d", "-x", "100", "-y", "30",
              f"cd {workdir} && env TERM=xterm-256color {exports} {command}"],
-            check=True,
+            # The tmux server's environment is the session's: ours, none of the caller's
+            # RUNCTL_/RUNPOD_/AWS_/XDG_ settings; the marker only reaches the measured process.
+            env={k: v for k, v in env.items() if k != "RUNCTL_BENCH_MARK"}, check=True,
         )  # fmt: skip
     else:
         code = "from runctl_tui.ui.app import RunctlApp; from runctl_tui.core.config import load_config; RunctlApp(load_config()).run(headless=True)"
