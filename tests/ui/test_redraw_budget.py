@@ -568,3 +568,40 @@ async def test_a_changed_figure_renders_its_cell_only_and_the_table_reads_the_sa
         assert rendered[0] == 1
         assert cost.content_width == len("$1,234.50")
         assert "$0.060" in "".join(s.text for line in table_lines(table) for s in line)
+
+
+async def test_metrics_arriving_continuously_are_drawn_once_a_second_not_per_poll(
+    counts: Counts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = [0]
+    poll = metrics_panel._poll_and_copy
+
+    def counting_poll(tracker: Any) -> Any:
+        data = poll(tracker)
+        found[0] += data is not None
+        return data
+
+    monkeypatch.setattr(metrics_panel, "_poll_and_copy", counting_poll)
+    config = Config()
+    config.monitor.log_poll_seconds = 0.05
+    run = tmp_path / "run"
+    run.mkdir()
+    log = run / "train.log"
+    log.write_text("step 0 loss=1.0000\n")
+    app = PanesApp(clock=lambda: CLOCK, config=config)
+    async with app.run_test(size=(120, 30)) as pilot:
+        panel = app.query_one(MetricsPanel)
+        panel.set_run(log, run)
+        await until(pilot, lambda: "loss" in panel.shown, "the loss series")
+        await pilot.pause()
+        counts.reset()
+        for step in range(1, 5):
+            before = found[0]
+            with log.open("a") as handle:
+                handle.write(f"step {step} loss={1 / (step + 1):.4f}\n")
+            await until(pilot, lambda b=before: found[0] > b, f"a poll finding step {step}")
+        # Four polls found points within a second: the first is drawn at once, the others
+        # together a second later (each used to be drawn: four repaints).
+        assert counts.refreshes["MetricsPanel"] <= 2, counts.refreshes
+        await until(pilot, lambda: "0.2" in str(panel.render()), "the last point drawn")
+        assert len(panel._data["loss"][1]) == 5

@@ -30,6 +30,7 @@ from textual import on, work
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
@@ -48,6 +49,9 @@ WEIGHT_STEP = 0.05
 MAX_WEIGHT = 0.99
 SHRINK_AFTER_SECONDS = 1.0
 """The y-range narrows at most this often (it widens at once)."""
+REPAINT_SECONDS = 1.0
+"""New points are drawn at most this often: at once after a quiet spell, else together with
+those that follow within the second (a log at 10 lines/s was polled and redrawn every 0.5 s)."""
 _CHECKPOINT_DIR = re.compile(r"(?:checkpoint|ckpt|step)[-_=]?(\d+)", re.IGNORECASE)
 
 PRIORITY = (
@@ -197,6 +201,9 @@ class MetricsPanel(Widget, can_focus=True):
         self._status = "no run selected"
         self._checkpoint_steps: list[float] = []
         self._stale = False
+        self._last_repaint = -math.inf
+        """When new data was last drawn (monotonic seconds)."""
+        self._repaint_timer: Timer | None = None
         self._visible = asyncio.Event()
         """Set while the pane is on screen (Textual's Show and Hide events)."""
         self.running = True
@@ -325,13 +332,23 @@ class MetricsPanel(Widget, can_focus=True):
             await asyncio.sleep(interval)
 
     def _repaint(self) -> None:
-        """Redraw after new data; a hidden pane (tabbed layout) redraws when shown instead."""
+        """Redraw after new data, at most once per `REPAINT_SECONDS`; a hidden pane (tabbed
+        layout) redraws when shown instead."""
         # Refreshing a widget that is not on screen makes the next frame rebuild the map of
         # every widget, for nothing.
-        if self.is_on_screen:
-            self.refresh()
-        else:
+        if not self.is_on_screen:
             self._stale = True
+            return
+        wait = self._last_repaint + REPAINT_SECONDS - time.monotonic()
+        if wait <= 0:
+            self._last_repaint = time.monotonic()
+            self.refresh()
+        elif self._repaint_timer is None:
+            self._repaint_timer = self.set_timer(wait, self._repaint_due, name="metrics frame")
+
+    def _repaint_due(self) -> None:
+        self._repaint_timer = None
+        self._repaint()
 
     def on_hide(self) -> None:
         self._visible.clear()
