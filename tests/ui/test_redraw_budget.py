@@ -581,6 +581,9 @@ async def test_metrics_arriving_continuously_are_drawn_once_a_second_not_per_pol
         found[0] += data is not None
         return data
 
+    def finds(polls: int) -> Callable[[], bool]:
+        return lambda: found[0] >= polls
+
     monkeypatch.setattr(metrics_panel, "_poll_and_copy", counting_poll)
     config = Config()
     config.monitor.log_poll_seconds = 0.05
@@ -595,11 +598,11 @@ async def test_metrics_arriving_continuously_are_drawn_once_a_second_not_per_pol
         await until(pilot, lambda: "loss" in panel.shown, "the loss series")
         await pilot.pause()
         counts.reset()
+        found[0] = 0
         for step in range(1, 5):
-            before = found[0]
             with log.open("a") as handle:
                 handle.write(f"step {step} loss={1 / (step + 1):.4f}\n")
-            await until(pilot, lambda b=before: found[0] > b, f"a poll finding step {step}")
+            await until(pilot, finds(step), f"a poll finding step {step}")
         # Four polls found points within a second: the first is drawn at once, the others
         # together a second later (each used to be drawn: four repaints).
         assert counts.refreshes["MetricsPanel"] <= 2, counts.refreshes
