@@ -287,6 +287,8 @@ def main() -> int:
     args = parser.parse_args()
     only = set(args.only.split(","))
     if args.profile is not None:
+        if not (Path(sys.executable).parent / "py-spy").exists():
+            parser.error("--profile needs py-spy in this environment (pip install py-spy)")
         args.profile.mkdir(parents=True, exist_ok=True)
 
     from moto.server import ThreadedMotoServer
