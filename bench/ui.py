@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "runctl_tui" / "examples" / "train_demo.py"
 TUI = Path(sys.executable).parent / "runctl-tui"
+SIZE = (100, 30)
+"""Terminal size of the CPU measurements (`--size`)."""
 
 CHILD = r"""
 import time
@@ -204,7 +206,8 @@ def idle_cpu(
     env = dict(env, RUNCTL_BENCH_MARK=marker.split("=", 1)[1])
     socket_name = f"runctl-bench-{os.getpid()}-{label}"
     proc: subprocess.Popen[bytes] | None = None
-    how = "tmux 100x30" if shutil.which("tmux") else "headless"
+    width, height = SIZE
+    how = f"tmux {width}x{height}" if shutil.which("tmux") else "headless"
     if shutil.which("tmux"):
         exports = " ".join(
             f"{k}='{v}'"
@@ -214,7 +217,7 @@ def idle_cpu(
         # A tmux server that is still exiting refuses new sessions for a moment.
         time.sleep(1.0)
         subprocess.run(
-            ["tmux", "-L", socket_name, "new-session", "-d", "-x", "100", "-y", "30",
+            ["tmux", "-L", socket_name, "new-session", "-d", "-x", str(width), "-y", str(height),
              f"cd {workdir} && env TERM=xterm-256color {exports} {command}"],
             # The tmux server's environment is the session's: ours, none of the caller's
             # RUNCTL_/RUNPOD_/AWS_/XDG_ settings; the marker only reaches the measured process.
@@ -284,7 +287,16 @@ def main() -> int:
         default=None,
         help="write a py-spy profile (collapsed stacks, one file per measurement) to this folder",
     )
+    parser.add_argument(
+        "--size",
+        default="100x30",
+        help="terminal size of the CPU measurements, WIDTHxHEIGHT (from 120x34 the dashboard "
+        "shows all three lower panes instead of tabs)",
+    )
     args = parser.parse_args()
+    global SIZE
+    width, _, height = args.size.partition("x")
+    SIZE = (int(width), int(height))
     only = set(args.only.split(","))
     if args.profile is not None:
         if not (Path(sys.executable).parent / "py-spy").exists():
