@@ -608,3 +608,42 @@ async def test_metrics_arriving_continuously_are_drawn_once_a_second_not_per_pol
         assert counts.refreshes["MetricsPanel"] <= 2, counts.refreshes
         await until(pilot, lambda: "0.2" in str(panel.render()), "the last point drawn")
         assert len(panel._data["loss"][1]) == 5
+
+
+async def test_a_new_listing_redraws_no_unchanged_cell_nor_the_details(
+    counts: Counts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    updated = [0]
+    update_cell = DataTable.update_cell
+
+    def counting_update_cell(self: DataTable[Any], *args: Any, **kwargs: Any) -> None:
+        updated[0] += 1
+        update_cell(self, *args, **kwargs)
+
+    monkeypatch.setattr(DataTable, "update_cell", counting_update_cell)
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for step in (20, 40):
+        (folder / f"ckpt-step{step:06d}.json").write_text("{}")
+    app = HiddenPanesApp(Config())
+    async with app.run_test(size=(120, 30)) as pilot:
+        browser = app.query_one(CheckpointBrowser)
+        browser.set_directory(folder)
+        await until(pilot, lambda: len(browser.entries) == 2, "the listing")
+        details = app.query_one("#ckpt-details", Static)
+        await until(pilot, lambda: "ckpt-step" in str(details.render()), "the details")
+        shown = str(details.render())
+        await pilot.pause()
+        counts.reset()
+        scans = browser.scans
+        browser.action_refresh()  # the same folder listed again: nothing changed
+        await until(pilot, lambda: browser.scans > scans, "the second listing")
+        await pilot.pause()
+        assert updated[0] == 0, f"{updated[0]} cells set to what they showed"
+        (folder / "ckpt-step000060.json").write_text("{}")
+        await until(pilot, lambda: len(browser.entries) == 3, "the new checkpoint")
+        await pilot.pause()
+        # The rows were rebuilt around the same selected checkpoint: its details stand (they
+        # were set twice per listing, each time laying out the screen).
+        assert counts.refreshes["Static"] <= 1, counts.refreshes  # the title line
+        assert str(details.render()) == shown

@@ -164,6 +164,8 @@ class CheckpointBrowser(Vertical, can_focus=False):
         self._scanned_at: float | None = None
         self._title_shown: Text | None = None
         self._details_stamp: tuple[str, int, float] | None = None
+        self._cells_shown: dict[str, dict[str, Any]] = {}
+        """The table's cells by checkpoint path, as last set."""
         self._visible = asyncio.Event()
         """Set while the pane is on screen (Textual's Show and Hide events)."""
         self._watch_stop: asyncio.Event | None = None
@@ -216,6 +218,8 @@ class CheckpointBrowser(Vertical, can_focus=False):
         self.infos = {}
         self.error = None
         self._scanned_at = None
+        self._details_stamp = None
+        self._cells_shown = {}
         if self.is_mounted:
             self.table.clear()
             self.query_one("#ckpt-details", Static).update("")
@@ -411,13 +415,20 @@ class CheckpointBrowser(Vertical, can_focus=False):
         keys = [e.path for e in self.entries]
         current = [str(row.value) for row in table.rows]
         if keys == current:
+            # Only cells that changed: each update_cell makes the table render every cell again.
             for row in self.entries:
-                for column, value in self._cells(row, now).items():
-                    table.update_cell(row.path, column, value)
+                cells = self._cells(row, now)
+                shown = self._cells_shown.get(row.path, {})
+                for column, value in cells.items():
+                    if shown.get(column) != value:
+                        table.update_cell(row.path, column, value)
+                self._cells_shown[row.path] = cells
         else:
             table.clear()
+            self._cells_shown = {}
             for row in self.entries:
-                table.add_row(*self._cells(row, now).values(), key=row.path)
+                cells = self._cells_shown[row.path] = self._cells(row, now)
+                table.add_row(*cells.values(), key=row.path)
             if selected in keys:
                 table.move_cursor(row=keys.index(selected))
         self.scans += 1
@@ -446,7 +457,11 @@ class CheckpointBrowser(Vertical, can_focus=False):
     @on(DataTable.RowHighlighted, "#ckpt-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
-        self._select(self.selected_entry)
+        entry = self.selected_entry
+        # A listing rebuilt around the same checkpoint highlights it again: its details stand.
+        stamp = (entry.path, entry.size_bytes, entry.modified) if entry else None
+        if stamp != self._details_stamp:
+            self._select(entry)
 
     def _select(self, entry: CheckpointEntry | None) -> None:
         self._details_stamp = (entry.path, entry.size_bytes, entry.modified) if entry else None
