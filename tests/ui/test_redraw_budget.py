@@ -8,6 +8,7 @@ the metrics pane repaints only when a poll found new points.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -647,3 +648,23 @@ async def test_a_new_listing_redraws_no_unchanged_cell_nor_the_details(
         # were set twice per listing, each time laying out the screen).
         assert counts.refreshes["Static"] <= 1, counts.refreshes  # the title line
         assert str(details.render()) == shown
+
+
+def test_the_trend_looks_at_points_one_by_one_only_when_some_are_not_finite(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = [0]
+    isfinite = math.isfinite
+
+    def counting_isfinite(value: float) -> bool:
+        calls[0] += 1
+        return isfinite(value)
+
+    monkeypatch.setattr(math, "isfinite", counting_isfinite)
+    values = [1.0 / (i + 1) for i in range(6000)]
+    assert str(MetricsPanel._trend("loss", values)) == " ↓"
+    # Drawn every second for every series: 5000 checks each time was a third of a repaint.
+    assert calls[0] <= 2, f"{calls[0]} points checked one by one"
+    rising = [*values, math.nan, *(float(i) for i in range(1000))]
+    assert str(MetricsPanel._trend("loss", rising)) == " ↑"
+    assert str(MetricsPanel._trend("loss", [math.nan, math.inf])) == " ·"

@@ -449,8 +449,10 @@ class MetricsPanel(Widget, can_focus=True):
 
     @staticmethod
     def _trend(name: str, smoothed: list[float]) -> Text:
-        # Only the newest tenth matters; look at no more than a few thousand points.
-        finite = [v for v in smoothed[-5000:] if math.isfinite(v)]
+        # Only the newest tenth matters; look at no more than a few thousand points. A finite
+        # sum means every point is finite (NaN and inf propagate): no per-point check then.
+        window = smoothed[-5000:]
+        finite = window if math.isfinite(sum(window)) else [v for v in window if math.isfinite(v)]
         if len(finite) < 2:
             return Text(" ·")
         back = finite[max(0, len(finite) - 1 - max(1, len(finite) // 10))]
