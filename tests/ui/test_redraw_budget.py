@@ -668,3 +668,31 @@ def test_the_trend_looks_at_points_one_by_one_only_when_some_are_not_finite(
     rising = [*values, math.nan, *(float(i) for i in range(1000))]
     assert str(MetricsPanel._trend("loss", rising)) == " ↑"
     assert str(MetricsPanel._trend("loss", [math.nan, math.inf])) == " ·"
+
+
+async def test_a_growing_log_repaints_its_scrollbar_when_the_thumb_crosses_a_cell(
+    counts: Counts,
+) -> None:
+    app = PanesApp(clock=lambda: CLOCK)
+    async with app.run_test(size=(120, 30)) as pilot:
+        view = app.query_one(LogView)
+        lines = view.lines_view
+        source = QueueSource()
+        view.set_source(source)
+        source.put([f"line {i}" for i in range(100)])
+        await until(pilot, rows_reach(view, 100), "100 lines")
+        await pilot.pause()
+        bar = lines.vertical_scrollbar
+        counts.reset()
+        for i in range(10):
+            source.put([f"more {i}"])
+            await until(pilot, rows_reach(view, 101 + i), f"more {i}")
+        await pilot.pause()
+        # The thumb (about four cells of 21) shrank and slid by eighths of a cell on every
+        # line, each time repainting the bar; its ends stayed in the same cells.
+        assert counts.refreshes["ScrollBar"] == 0, counts.refreshes
+        assert bar.window_virtual_size == 110
+        assert bar.position == lines.max_scroll_y
+        lines.focus()
+        await pilot.press("up")
+        assert counts.refreshes["ScrollBar"] >= 1, "the user's scroll is drawn exactly"

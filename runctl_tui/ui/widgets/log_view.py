@@ -73,6 +73,12 @@ def _thumb(bar: ScrollBar) -> tuple[int, int, int]:
     return (size, start, start + math.ceil(thumb * 8))
 
 
+def _thumb_cells(thumb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The cells a thumb touches: (bar size, first cell, cell after the last)."""
+    size, start, end = thumb
+    return (size, start // 8, -(-end // 8))
+
+
 def _smart_case_pattern(term: str) -> re.Pattern[str]:
     flags = 0 if any(c.isupper() for c in term) else re.IGNORECASE
     return re.compile(re.escape(term), flags)
@@ -116,6 +122,8 @@ class LogLines(ScrollView, can_focus=True):
         """(scroll offset, content width, style) while a frame is drawn."""
         self._row_cache: LRUCache[tuple[object, ...], Strip] = LRUCache(512)
         """Finished rows by (line number and row within it, how they were drawn)."""
+        self._painted_thumbs: dict[bool, tuple[int, int, int]] = {}
+        """The thumb each scrollbar (by `vertical`) was last repainted for."""
 
     # --- model ------------------------------------------------------------------------------
 
@@ -188,7 +196,7 @@ class LogLines(ScrollView, can_focus=True):
             self._scroll_to_end()
         # Once the view is where it will be drawn (an earlier sync would see the grown log at
         # the old position, and repaint the bar for a thumb that is not drawn in the end).
-        self._sync_scrollbars()
+        self._sync_scrollbars(exact=True)
         self.refresh()
 
     def sync(self) -> None:
@@ -231,25 +239,43 @@ class LogLines(ScrollView, can_focus=True):
         self._refresh_scrollbars()
         self.refresh()
 
-    def _sync_scrollbars(self) -> None:
-        """Give the scrollbars the view's geometry; repaint one only when its thumb moves."""
+    def _sync_scrollbars(self, exact: bool = False) -> None:
+        """Give the scrollbars the view's geometry; repaint one only when its thumb moved.
+
+        Args:
+            exact: Repaint for any move (the user scrolls); else only when the thumb's ends
+                cross a cell (the log grows).
+        """
         # Textual repaints a scrollbar whenever the position changes, i.e. on every line that
-        # arrives, although the thumb of a long log moves by a cell only every few hundred.
+        # arrives. The thumb of a growing log shrinks and slides by eighths of a cell each
+        # frame; drawn a fraction of a cell late, it looks the same (a 48-row bar costs ~3 ms).
         width, height = self.scrollable_content_region.size
         virtual = self.virtual_size
         if self.show_vertical_scrollbar:
-            self._sync_bar(self.vertical_scrollbar, virtual.height, height, self.scroll_y)
+            bar = self.vertical_scrollbar
+            self._sync_bar(bar, virtual.height, height, self.scroll_y, exact)
         if self.show_horizontal_scrollbar:
-            self._sync_bar(self.horizontal_scrollbar, virtual.width, width, self.scroll_x)
+            bar = self.horizontal_scrollbar
+            self._sync_bar(bar, virtual.width, width, self.scroll_x, exact)
 
-    @staticmethod
-    def _sync_bar(bar: ScrollBar, virtual: int, window: int, position: float) -> None:
-        before = _thumb(bar)
+    def _sync_bar(
+        self, bar: ScrollBar, virtual: int, window: int, position: float, exact: bool
+    ) -> None:
         bar.set_reactive(ScrollBar.window_virtual_size, virtual)
         bar.set_reactive(ScrollBar.window_size, window)
         bar.set_reactive(ScrollBar.position, bar.validate_position(position))
-        if _thumb(bar) != before:
+        thumb = _thumb(bar)
+        painted = self._painted_thumbs.get(bar.vertical)
+        self._painted_thumbs[bar.vertical] = thumb
+        if painted is None or not painted[0]:
+            # A bar that just appeared (or was not laid out yet) is drawn with its layout,
+            # from the geometry set here.
+            if exact:
+                bar.refresh()
+        elif thumb != painted if exact else _thumb_cells(thumb) != _thumb_cells(painted):
             bar.refresh()
+        else:
+            self._painted_thumbs[bar.vertical] = painted
 
     def row_at(self, y: int) -> tuple[int, int] | None:
         """(line number, row within it) at screen row `y` of the whole log."""
@@ -305,7 +331,7 @@ class LogLines(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         # ScrollView's watcher would repaint the scrollbar on every change.
-        self._sync_scrollbars()
+        self._sync_scrollbars(exact=not self._programmatic)
         if round(old_value) != round(new_value):
             self.refresh(self.size.region)
         # Only the user moves the view up from the bottom; a clamp after a resize lands on it.
