@@ -282,8 +282,8 @@ class CheckpointBrowser(Vertical, can_focus=False):
                     stop_event=stop,
                     ignore_permission_denied=True,
                 ):
-                    if not directory.is_dir():
-                        break
+                    if not directory.is_dir() or not self._visible.is_set():
+                        break  # gone, or hidden (changes seen as the watch stopped wait)
                     if changes or any(e.writing for e in self.entries):
                         await self._rescan(directory)
             except (OSError, RuntimeError) as exc:
