@@ -8,6 +8,9 @@
    a. three backends polling (local, RunPod test server, AWS on moto) and the selected run's
       log growing at 10 lines/s. Target < 2% of one core.
    b. the same backends, nothing changing (no run). Target < 0.5%.
+   Both with the default config: backends polled every `poll_seconds` (5 s) while anything
+   changes, `quiet_poll_factor` (6) times less often once three polls changed nothing; the
+   log pane polls its file once a frame (`[ui] max_fps`, 2).
 
 Run: `python bench/ui.py [--seconds 60] [--repeat 7]`.
 """
@@ -381,7 +384,7 @@ def main() -> int:
                 cloud, args.seconds, "quiet", workdir, expect="bench-pod-0", profile=args.profile
             )
             print(
-                f"idle CPU, 3 backends polling every 5 s, nothing changing ({how}, "
+                f"idle CPU, 3 backends polling (5 s, 30 s once quiet), nothing changing ({how}, "
                 f"{args.seconds:.0f} s): {quiet:.2f}% of one core (target < 0.5%)"
             )
         if not {"bare-log", "log"} & only:

@@ -154,6 +154,12 @@ class MonitorConfig:
     """Polling, logs and alerts."""
 
     poll_seconds: float = _key(5.0, "How often cloud backends are polled.")
+    quiet_poll_factor: float = _key(
+        6.0,
+        "Once three polls of a backend in a row changed nothing and none of its machines is"
+        " between states, it is polled this many times less often; a change, a machine"
+        " between states or an action returns it to poll_seconds.",
+    )
     log_poll_seconds: float = _key(0.5, "Polling interval where file events are not available.")
     log_buffer_lines: int = _key(10000, "Lines of log kept in memory per pane.")
     stall_seconds: float = _key(600.0, "A run with no new step for this long is stalled.")

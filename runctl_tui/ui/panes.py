@@ -124,8 +124,16 @@ def log_source_for(row: FleetRow, config: Config) -> tuple[Any | None, str]:
     if run.backend is Provider.LOCAL:
         try:
             logs = importlib.import_module("runctl_tui.core.logs")
+            frame = 1 / max(1, config.ui.max_fps)
+            # The pane draws at most max_fps frames a second, so it polls the file once a
+            # frame (a stat) instead of taking file events: watchfiles' watch thread costs
+            # about a point of a core while a log streams, for lines the pane could not
+            # show sooner anyway. `runctl monitor` keeps the events.
             source = logs.FileLogSource(
-                Path(run.log_path), poll_interval=config.monitor.log_poll_seconds
+                Path(run.log_path),
+                poll_interval=min(frame, config.monitor.log_poll_seconds),
+                use_events=False,
+                min_read_interval=frame,
             )
         except Exception as exc:
             return None, f"log tail not available: {scrub(str(exc))}"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
+import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -351,3 +353,36 @@ async def test_follow_with_a_huge_initial_request_streams_the_file(tmp_path: Pat
     assert lines_of(chunks)[:2] == ["0", "1"] and lines_of(chunks)[-1] == "299999"
     assert total == 300_000
     assert len(chunks) > 1, "the backlog arrives in several chunks, not one list"
+
+
+async def test_a_streaming_log_is_read_at_most_once_per_min_read_interval(tmp_path: Path) -> None:
+    """A pane that draws twice a second needs no more than two reads a second: appends that
+    keep coming are read together, every line still arrives once and in order."""
+    log = tmp_path / "s.log"
+    log.write_text("start\n")
+    source = FileLogSource(log, poll_interval=0.05, min_read_interval=1.0)
+    reads: list[tuple[float, tuple[str, ...]]] = []
+    started = asyncio.Event()
+
+    async def follow() -> None:
+        async for chunk in source.follow():
+            if chunk.lines:
+                reads.append((time.monotonic(), chunk.lines))
+                started.set()
+            if chunk.lines and chunk.lines[-1] == "line 29":
+                return
+
+    task = asyncio.create_task(follow())
+    await asyncio.wait_for(started.wait(), 10)
+    for index in range(30):  # 30 appends over ~0.9 s
+        with log.open("a") as fh:
+            fh.write(f"line {index}\n")
+        await asyncio.sleep(0.03)
+    await asyncio.wait_for(task, 10)
+    lines = [line for _, chunk in reads for line in chunk]
+    assert lines == ["start", *(f"line {index}" for index in range(30))]
+    # Without the interval each append would be a read of its own (30); with it, reads are
+    # at least a second apart.
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(reads)]
+    assert len(reads) <= 4
+    assert all(gap >= 0.9 for gap in gaps)

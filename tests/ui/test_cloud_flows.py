@@ -567,3 +567,39 @@ async def test_train_on_a_pod_records_the_run_and_follows_its_log(
             await pilot.press("escape")
     finally:
         server.stop()
+
+
+async def test_a_quiet_backend_is_polled_less_often_until_something_changes(
+    runpod: RunPodTestServer,
+) -> None:
+    """Left open for days with nothing changing, the dashboard stops calling the cloud every
+    poll_seconds; a machine between states brings the fast polls back."""
+    runpod_server = runpod
+    runpod_server.add_pod(name="steady", status="EXITED")
+    config = make_config(runpod_url=runpod_server.url)
+    config.monitor.quiet_poll_factor = 50  # 0.2 s -> 10 s once quiet
+
+    def pod_lists() -> int:
+        return sum(1 for r in runpod_server.requests if r.method == "GET" and r.path == "/v2/pods")
+
+    app = RunctlApp(config=config)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = dashboard(app)
+        # Fast polls come every 0.2 s: a second without one means the backend went quiet.
+        deadline = time.monotonic() + 20
+        seen, since = pod_lists(), time.monotonic()
+        while time.monotonic() - since < 1.0:
+            assert time.monotonic() < deadline, "polls never slowed down"
+            await pilot.pause(0.05)
+            if pod_lists() != seen:
+                seen, since = pod_lists(), time.monotonic()
+        assert seen <= 8  # a few unchanged polls first, not minutes of them
+        await pilot.pause(2.0)
+        assert pod_lists() <= seen + 1
+        pod = runpod_server.add_pod(name="booting", status="PROVISIONING")
+        assert screen.poll_delay(screen.fleet.snapshots[Provider.RUNPOD], 0) == 0.2
+        screen.start_poller(Provider.RUNPOD)  # what an action does
+        await wait_for(pilot, lambda: bool(cell(app, f"runpod:{pod.id}", "state")), "new pod")
+        before = pod_lists()
+        await pilot.pause(1.5)
+        assert pod_lists() >= before + 4  # fast again while a pod is between states

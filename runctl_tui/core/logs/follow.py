@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
@@ -17,8 +18,9 @@ from runctl_tui.core.logsource import LogChunk
 
 READ_BLOCK = 1024 * 1024
 """Bytes read per step while catching up; one chunk per block."""
-WATCH_STEP_MS = 20
-"""How often the watcher thread looks at collected file events (bounds the reaction time)."""
+WATCH_STEP_MS = 50
+"""How often the watcher thread looks at collected file events (bounds the reaction time;
+each look takes the GIL, so a shorter step costs CPU even while nothing changes)."""
 
 _log = get_logger("logs")
 
@@ -98,6 +100,7 @@ class FileLogSource:
         poll_interval: float = 0.5,
         max_line_bytes: int = 64 * 1024,
         use_events: bool = True,
+        min_read_interval: float = 0.0,
     ) -> None:
         """Create a source; nothing is opened until `follow` runs.
 
@@ -106,11 +109,15 @@ class FileLogSource:
             poll_interval: Seconds between checks when no file event arrives.
             max_line_bytes: Longest line shown in full; longer ones are cut with a marker.
             use_events: Use file events; False polls only (filesystems without inotify).
+            min_read_interval: Seconds at least between two reads while the file keeps
+                growing (a screen that redraws twice a second needs no more than two reads
+                a second); the first append after a quiet spell is still read at once.
         """
         self.path = Path(path)
         self.poll_interval = max(0.01, poll_interval)
         self.max_line_bytes = max_line_bytes
         self.use_events = use_events
+        self.min_read_interval = max(0.0, min_read_interval)
 
     @property
     def description(self) -> str:
@@ -133,7 +140,9 @@ class FileLogSource:
             watcher.start()
         follower = _Follower(self.path, self.max_line_bytes)
         try:
-            async for chunk in follower.run(initial_lines, wake, self.poll_interval):
+            async for chunk in follower.run(
+                initial_lines, wake, self.poll_interval, self.min_read_interval
+            ):
                 yield chunk
         finally:
             follower.close()
@@ -202,9 +211,9 @@ class _Follower:
             await asyncio.sleep(0)
 
     async def run(
-        self, initial_lines: int, wake: asyncio.Event, poll: float
+        self, initial_lines: int, wake: asyncio.Event, poll: float, gap: float = 0.0
     ) -> AsyncIterator[LogChunk]:
-        """The follow loop: see `FileLogSource.follow`."""
+        """The follow loop: see `FileLogSource.follow` (`gap`: its `min_read_interval`)."""
         path = self.path
         if self._open() is None:
             yield self._chunk([], f"waiting for {path} to appear")
@@ -256,5 +265,12 @@ class _Follower:
                         notice = f"{path} was replaced, then removed; waiting for it"
                     yield self._chunk(lines, notice)
                     continue
+            read_at = time.monotonic()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), poll)
+            if gap:
+                # Appends arriving faster than `gap` are read together: at most one read per
+                # `gap`, and none delayed when the file was quiet for longer than that.
+                rest = read_at + gap - time.monotonic()
+                if rest > 0:
+                    await asyncio.sleep(rest)

@@ -27,8 +27,8 @@ from textual.widgets import DataTable, Footer, Input, Tab, Tabs
 from textual.worker import Worker, WorkerState
 
 from runctl_tui.core.config import Config
-from runctl_tui.core.fleet import Fleet, FleetRow
-from runctl_tui.core.models import Machine, Provider, RunStatus
+from runctl_tui.core.fleet import Fleet, FleetRow, ProviderSnapshot
+from runctl_tui.core.models import Machine, MachineState, Provider, RunStatus
 from runctl_tui.core.secrets import scrub
 from runctl_tui.core.session_state import SessionState, load_session_state, save_session_state
 from runctl_tui.ui.actions import FleetActions
@@ -43,6 +43,19 @@ TABBED_BELOW_HEIGHT = 34
 COMPACT_COLUMNS_BELOW_WIDTH = 150
 MAX_BACKOFF_SECONDS = 120.0
 REMOTE_RUN_CHECK_SECONDS = 30.0
+QUIET_POLLS = 3
+"""Polls in a row that changed nothing before a backend is polled less often."""
+STEADY_STATES = frozenset(
+    {MachineState.RUNNING, MachineState.STOPPED, MachineState.TERMINATED, MachineState.INTERRUPTED}
+)
+"""States a machine stays in until something happens to it."""
+
+
+def _lifecycle(snapshot: ProviderSnapshot) -> tuple[object, ...]:
+    """What a backend's poll says about its machines' lives (not their telemetry)."""
+    return (snapshot.error, tuple((m.id, m.state) for m in snapshot.machines))
+
+
 """How often runs on pods and instances are checked over SSH (finished, failed, interrupted)."""
 
 
@@ -201,7 +214,23 @@ class DashboardScreen(FleetActions, Screen[None]):
             exit_on_error=False,
         )
 
+    def poll_delay(self, snapshot: ProviderSnapshot, quiet_polls: int) -> float:
+        """Seconds until a backend's next poll.
+
+        `[monitor] poll_seconds` while machines come, go or change state; once `QUIET_POLLS`
+        polls in a row changed none of that, `quiet_poll_factor` times that (every
+        cloud poll costs CPU and API calls, and a dashboard is left open for days); backoff
+        on failures on top.
+        """
+        base = self.interval
+        settling = any(m.state not in STEADY_STATES for m in snapshot.machines)
+        if quiet_polls >= QUIET_POLLS and not settling:
+            base *= max(1.0, float(self.config.monitor.quiet_poll_factor))
+        delay = base * float(2 ** min(snapshot.failures, 6))
+        return min(delay, max(MAX_BACKOFF_SECONDS, base))
+
     async def _poll_loop(self, provider: Provider) -> None:
+        quiet_polls = 0
         while True:
             before = self.fleet.snapshots.get(provider)
             snapshot = await self.fleet.poll(provider)
@@ -214,7 +243,12 @@ class DashboardScreen(FleetActions, Screen[None]):
             )
             if first or not unchanged:
                 self.post_message(FleetChanged())
+            # Quiet means no machine came, went or changed state: a GPU% that moves is
+            # still shown, at the slower pace.
+            steady = before is not None and _lifecycle(before) == _lifecycle(snapshot)
+            quiet_polls = quiet_polls + 1 if steady else 0
             for machine in self.fleet.ssh_due(provider):
+                quiet_polls = 0  # a machine not reachable yet: keep looking closely
                 self.run_worker(self._check_ssh(machine), group="ssh", exit_on_error=False)
             now = time.monotonic()
             if now - self._remote_checked.get(provider, -1e9) >= REMOTE_RUN_CHECK_SECONDS:
@@ -223,8 +257,7 @@ class DashboardScreen(FleetActions, Screen[None]):
                     self.refresh_runs_soon()
             if snapshot.provider not in self.fleet.backends:
                 return
-            delay = self.interval * (2 ** min(snapshot.failures, 6))
-            await asyncio.sleep(min(delay, max(MAX_BACKOFF_SECONDS, self.interval)))
+            await asyncio.sleep(self.poll_delay(snapshot, quiet_polls))
 
     async def _check_ssh(self, machine: Machine) -> None:
         """One SSH login attempt on a running machine (its row says `ssh…` until one works)."""
