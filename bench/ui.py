@@ -10,7 +10,7 @@
    b. the same backends, nothing changing (no run). Target < 0.5%.
    Both with the default config: backends polled every `poll_seconds` (5 s) while anything
    changes, `quiet_poll_factor` (6) times less often once three polls changed nothing; the
-   log pane polls its file once a frame (`[ui] max_fps`, 2).
+   log pane polls its file once a frame (`[ui] max_fps`, 1).
 
 Run: `python bench/ui.py [--seconds 60] [--repeat 7]`.
 """

@@ -183,9 +183,9 @@ class UiConfig:
     theme: str = _key("textual-dark", "Textual theme name.")
     bell: bool = _key(True, "Ring the terminal bell when a run finishes, fails or stalls.")
     max_fps: int = _key(
-        2,
+        1,
         "Upper bound on log pane redraws per second while lines keep coming (a line after a "
-        "quiet spell is drawn at once).",
+        "quiet spell is drawn at once); each redraw of a scrolling log costs a few ms of CPU.",
     )
     ema_weight: float = _key(0.6, "Initial smoothing weight of the loss curves (0 to 0.999).")
     show_all_aws: bool = _key(False, "List every instance in the region, not only runctl's.")
