@@ -245,6 +245,8 @@ def compute_totals(
 LEDGER_WRITE_SECONDS = 60.0
 """How often a billing machine's interval in the spend ledger is extended (its last-seen time)."""
 LEDGER_RELOAD_SECONDS = 30.0
+RUNS_REREAD_SECONDS = 60.0
+"""The run registry is read at least this often even when its files look untouched."""
 """How often the ledger is re-read for what other processes recorded (`runctl ... terminate`)."""
 
 _LOSS_NAMES = ("loss", "train_loss", "train/loss", "training_loss", "loss_step")
@@ -470,6 +472,8 @@ class Fleet:
         self._remote_progress: dict[str, RunProgress] = {}
         self._stream_alerts: dict[str, tuple[str, str] | None] = {}
         self._rows_dirty = False
+        self._runs_stamp: tuple[object, ...] = ()
+        self._runs_read_at = -math.inf
 
     def _install(self, backends: dict[Provider, Backend], errors: dict[Provider, str]) -> None:
         self.backends = backends
@@ -660,7 +664,32 @@ class Fleet:
         if reconcile is not None:
             reconcile(self.registry)
 
+    def _registry_stamp(self) -> tuple[object, ...]:
+        """Size and mtime of the registry's files: every commit changes one of them (WAL)."""
+        stamp: list[object] = []
+        for suffix in ("", "-wal"):
+            try:
+                stat = os.stat(f"{self.registry.path}{suffix}")
+            except OSError:
+                stamp.append(None)
+            else:
+                stamp.append((stat.st_mtime_ns, stat.st_size))
+        return tuple(stamp)
+
     def _refresh_runs_sync(self) -> bool:
+        stamp = self._registry_stamp()
+        tick = time.monotonic()
+        if (
+            stamp == self._runs_stamp
+            and not self._rows_dirty
+            and tick - self._runs_read_at < RUNS_REREAD_SECONDS
+            and not any(run.status is RunStatus.RUNNING for run in self.runs)
+        ):
+            # Nothing runs and nobody wrote the registry: nothing to reconcile or re-read (a
+            # stat instead of three queries, every poll, for a dashboard left open for days).
+            self._load_ledger()
+            return False
+        self._runs_read_at = tick
         self._reconcile()
         # Other processes (`runctl ... terminate`, another dashboard) write the ledger too.
         self._load_ledger()
@@ -689,6 +718,7 @@ class Fleet:
         self._rows_dirty = False
         self.runs = runs
         self._progress = progress
+        self._runs_stamp = self._registry_stamp()  # after our own writes (reconcile)
         return changed
 
     async def refresh_runs(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,3 +147,37 @@ def test_session_state_round_trips_and_survives_corruption(tmp_path: Path) -> No
     assert load_session_state(path) == state
     path.write_text("{not json", encoding="utf-8")
     assert load_session_state(path) == SessionState()
+
+
+async def test_an_untouched_registry_with_nothing_running_is_not_queried_again(
+    tmp_path: Path,
+) -> None:
+    """Left open for days, the dashboard re-reads the run registry only when a process wrote
+    it (a stat of its files) or a run is running; a run added by another process shows."""
+    config = Config()
+    config.runpod.api_key = ""
+    registry = RunRegistry(tmp_path / "runs.db")
+    registry.add(_run("done", "pod-a", 10.0, RunStatus.SUCCEEDED))
+    fleet = Fleet(config, registry=registry)
+    fleet.build()
+    lists = 0
+    real_list = registry.list
+
+    def counting_list(*args: Any, **kwargs: Any) -> list[Run]:
+        nonlocal lists
+        lists += 1
+        return real_list(*args, **kwargs)
+
+    registry.list = counting_list  # type: ignore[method-assign]
+    assert await fleet.refresh_runs()
+    read = lists
+    for _ in range(5):
+        assert not await fleet.refresh_runs()
+    assert lists == read, "no process wrote the registry and nothing runs"
+    RunRegistry(tmp_path / "runs.db").add(_run("fresh", "pod-b", 20.0, RunStatus.RUNNING))
+    assert await fleet.refresh_runs()
+    assert [run.id for run in fleet.runs] == ["fresh", "done"]
+    queried = lists
+    await fleet.refresh_runs()
+    assert lists > queried, "a running run is followed on every refresh"
+    await fleet.aclose()
