@@ -596,6 +596,9 @@ async def test_a_quiet_backend_is_polled_less_often_until_something_changes(
         assert seen <= 8  # a few unchanged polls first, not minutes of them
         await pilot.pause(2.0)
         assert pod_lists() <= seen + 1
+        screen._tick()
+        header = str(screen.query_one("#header", Static).render())
+        assert "runpod ✓" in header, f"a quiet backend is not stale data: {header}"
         pod = runpod_server.add_pod(name="booting", status="PROVISIONING")
         assert screen.poll_delay(screen.fleet.snapshots[Provider.RUNPOD], 0) == 0.2
         screen.start_poller(Provider.RUNPOD)  # what an action does

@@ -123,6 +123,8 @@ class DashboardScreen(FleetActions, Screen[None]):
         self._tabbed: bool | None = None
         self._save_timer: Timer | None = None
         self._polled_once: set[Provider] = set()
+        self._poll_gaps: dict[Provider, float] = {}
+        """Each backend's current time between polls (longer once quiet)."""
         self._remote_checked: dict[Provider, float] = {}
 
     # ---- composition -------------------------------------------------------------------
@@ -257,7 +259,9 @@ class DashboardScreen(FleetActions, Screen[None]):
                     self.refresh_runs_soon()
             if snapshot.provider not in self.fleet.backends:
                 return
-            await asyncio.sleep(self.poll_delay(snapshot, quiet_polls))
+            delay = self.poll_delay(snapshot, quiet_polls)
+            self._poll_gaps[provider] = delay  # the header's staleness goes by it
+            await asyncio.sleep(delay)
 
     async def _check_ssh(self, machine: Machine) -> None:
         """One SSH login attempt on a running machine (its row says `ssh…` until one works)."""
@@ -298,8 +302,9 @@ class DashboardScreen(FleetActions, Screen[None]):
         self._follow_selection()
 
     def _tick(self) -> None:
+        gaps = {p: self._poll_gaps.get(p, self.interval) for p in self.fleet.snapshots}
         self.query_one(HeaderBar).show(
-            self.fleet.totals(), self.fleet.snapshots, self.clock(), self.interval, self.readonly
+            self.fleet.totals(), self.fleet.snapshots, self.clock(), gaps, self.readonly
         )
 
     def _update_machines_subtitle(self) -> None:

@@ -40,7 +40,7 @@ def header_text(
     totals: FleetTotals,
     snapshots: Mapping[Provider, ProviderSnapshot],
     now: float,
-    interval: float,
+    interval: float | Mapping[Provider, float],
     readonly: bool,
 ) -> Text:
     """The header line.
@@ -49,7 +49,8 @@ def header_text(
         totals: Burn rate and spend today.
         snapshots: Each backend's last answer.
         now: Epoch seconds.
-        interval: Poll interval (for staleness).
+        interval: Seconds between polls (for staleness), or each backend's own (a quiet
+            backend is polled less often).
         readonly: Whether the readonly badge shows.
 
     Returns:
@@ -71,7 +72,8 @@ def header_text(
         text.append(f" (+{totals.unpriced} unpriced)", style="yellow")
     text.append("  ")
     for provider, snapshot in snapshots.items():
-        word, style = freshness(snapshot, now, interval)
+        gap = interval if isinstance(interval, (int, float)) else interval.get(provider, 0.0)
+        word, style = freshness(snapshot, now, gap)
         text.append(f" {provider.value} ")
         text.append(word, style=style)
     return text
@@ -89,7 +91,7 @@ class HeaderBar(Static):
         totals: FleetTotals,
         snapshots: Mapping[Provider, ProviderSnapshot],
         now: float,
-        interval: float,
+        interval: float | Mapping[Provider, float],
         readonly: bool,
     ) -> None:
         """Update the line (no-op when nothing visible changed).
@@ -98,7 +100,7 @@ class HeaderBar(Static):
             totals: Burn rate and spend today.
             snapshots: Each backend's last answer.
             now: Epoch seconds.
-            interval: Poll interval.
+            interval: Seconds between polls, or each backend's own.
             readonly: Whether the dashboard is readonly.
         """
         text = header_text(totals, snapshots, now, interval, readonly)
