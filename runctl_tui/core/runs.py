@@ -22,9 +22,9 @@ from typing import Any
 from runctl_tui.core import paths
 from runctl_tui.core.errors import NotFoundError, RunctlError
 from runctl_tui.core.models import Provider, Run, RunStatus
+from runctl_tui.core.sqlite_file import shared_transaction
 
 _SCHEMA_VERSION = 1
-_BUSY_TIMEOUT_MS = 10_000
 
 _SQL_TYPES: dict[str, str] = {
     "id": "TEXT PRIMARY KEY",
@@ -69,6 +69,10 @@ def _to_row(run: Run) -> dict[str, Any]:
     return row
 
 
+def _rows(conn: sqlite3.Connection) -> None:
+    conn.row_factory = sqlite3.Row
+
+
 def _from_row(row: sqlite3.Row) -> Run:
     data = {name: row[name] for name in _COLUMNS}
     data["backend"] = Provider(data["backend"])
@@ -94,24 +98,8 @@ class RunRegistry:
         """A connection in a transaction; `write` takes the write lock up front (no upgrades)."""
         if not self._initialised:
             self._initialise()
-        try:
-            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise self._error("open", exc) from exc
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._error("use", exc) from exc
-        finally:
-            conn.close()
+        with shared_transaction(self.path, self._error, write=write, prepare=_rows) as conn:
+            yield conn
 
     def _error(self, verb: str, exc: sqlite3.Error) -> RunctlError:
         return RunctlError(
@@ -122,16 +110,13 @@ class RunRegistry:
     def _initialise(self) -> None:
         """Create the folder, the file, WAL mode and the table; add columns a newer Run has."""
         paths.ensure_dir(self.path.parent)
-        try:
-            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise self._error("open", exc) from exc
-        try:
+
+        def prepare(conn: sqlite3.Connection) -> None:
             self.path.chmod(0o600)
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             # WAL lets readers (the dashboard) proceed while a `runctl` process writes.
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("BEGIN IMMEDIATE")
+
+        with shared_transaction(self.path, self._error, write=True, prepare=prepare) as conn:
             columns = ", ".join(f"{name} {_SQL_TYPES.get(name, '')}" for name in _COLUMNS)
             conn.execute(f"CREATE TABLE IF NOT EXISTS runs ({columns})")
             existing = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
@@ -144,11 +129,6 @@ class RunRegistry:
             )
             conn.execute("CREATE INDEX IF NOT EXISTS runs_status ON runs (status)")
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._error("open", exc) from exc
-        finally:
-            conn.close()
         self._initialised = True
 
     def add(self, run: Run) -> None:

@@ -26,8 +26,8 @@ from pathlib import Path
 from runctl_tui.core import paths
 from runctl_tui.core.errors import RunctlError
 from runctl_tui.core.models import Machine, Provider
+from runctl_tui.core.sqlite_file import shared_transaction
 
-_BUSY_TIMEOUT_MS = 10_000
 KEEP_DAYS = 40
 """Intervals that ended longer ago than this are deleted (the ledger stays small)."""
 
@@ -117,38 +117,26 @@ class SpendLedger:
         self.path = Path(path) if path is not None else default_ledger_path()
         self._initialised = False
 
-    def _error(self, exc: sqlite3.Error) -> RunctlError:
+    def _error(self, verb: str, exc: sqlite3.Error) -> RunctlError:
         return RunctlError(
-            f"could not use the spend ledger in {self.path} ({exc}); check that the file is "
+            f"could not {verb} the spend ledger in {self.path} ({exc}); check that the file is "
             "readable and writable"
         )
 
     @contextmanager
     def _connect(self, *, write: bool = False) -> Iterator[sqlite3.Connection]:
         paths.ensure_dir(self.path.parent)
-        try:
-            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+
+        def prepare(conn: sqlite3.Connection) -> None:
             if not self._initialised:
                 self.path.chmod(0o600)
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute(_SCHEMA)
                 conn.execute("CREATE INDEX IF NOT EXISTS machine_spend_end ON machine_spend (end)")
                 self._initialised = True
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        finally:
-            conn.close()
+
+        with shared_transaction(self.path, self._error, write=write, prepare=prepare) as conn:
+            yield conn
 
     def record(self, intervals: Iterable[BilledInterval]) -> None:
         """Add intervals, or extend those already recorded (same machine and start).
