@@ -279,12 +279,7 @@ class LineMetricsParser:
                     self._line(line, loose)
             else:
                 self._batch(batch, pending, loose)
-            for name, chunk in loose.items():
-                chunks = pending.get(name)
-                if chunks is None:
-                    pending[name] = [chunk]
-                else:
-                    chunks.append(chunk)
+            _add_chunks(pending, loose.items())
             self._settle(pending, out)
         return out
 
@@ -358,12 +353,7 @@ class LineMetricsParser:
             self._key = index << _KEY_BITS
             if not apply(plan, bucket.shape, line, own):
                 self._slow(line, bucket.shape, own, learn=False)
-        for name, chunk in own.items():
-            chunks = pending.get(name)
-            if chunks is None:
-                pending[name] = [chunk]
-            else:
-                chunks.append(chunk)
+        _add_chunks(pending, own.items())
 
     @staticmethod
     def _group_chunks(
@@ -382,26 +372,16 @@ class LineMetricsParser:
         else:
             steps = [None if plan.dict_mode else _COUNT] * size
         keys = list(map(lshift, indices, repeat(_KEY_BITS)))
-        position = 0
-        for name, at in plan.metrics:
-            chunk = (
-                list(map(add, keys, repeat(position))) if position else keys,
-                steps,
-                values[at],
-            )
-            position += 1
-            chunks = pending.get(name)
-            if chunks is None:
-                pending[name] = [chunk]
-            else:
-                chunks.append(chunk)
+        columns = [(name, values[at]) for name, at in plan.metrics]
         if plan.epoch_at >= 0 and plan.step_at >= 0:
-            chunk = (list(map(add, keys, repeat(position))), steps, values[plan.epoch_at])
-            chunks = pending.get("epoch")
-            if chunks is None:
-                pending["epoch"] = [chunk]
-            else:
-                chunks.append(chunk)
+            columns.append(("epoch", values[plan.epoch_at]))
+        _add_chunks(
+            pending,
+            (
+                (name, (list(map(add, keys, repeat(place))) if place else keys, steps, column))
+                for place, (name, column) in enumerate(columns)
+            ),
+        )
 
     def _settle(self, pending: dict[str, list[_Chunk]], out: dict[str, Columns]) -> None:
         """Put each series' chunks in line order and apply the per-series rules: a step
@@ -945,6 +925,16 @@ class LineMetricsParser:
                         value = _number(text)
                         if value is not None:
                             self._emit(key, step, value, out, True)
+
+
+def _add_chunks(pending: dict[str, list[_Chunk]], chunks: Iterable[tuple[str, _Chunk]]) -> None:
+    """Add each series' chunk to the batch's pending ones."""
+    for name, chunk in chunks:
+        known = pending.get(name)
+        if known is None:
+            pending[name] = [chunk]
+        else:
+            known.append(chunk)
 
 
 def _settle_slowly(
