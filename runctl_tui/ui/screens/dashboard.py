@@ -43,6 +43,9 @@ TABBED_BELOW_HEIGHT = 34
 COMPACT_COLUMNS_BELOW_WIDTH = 150
 MAX_BACKOFF_SECONDS = 120.0
 REMOTE_RUN_CHECK_SECONDS = 30.0
+HEADER_TICK_SECONDS = 5.0
+"""How often the header's spend and freshness are worked out between polls (polls redraw it
+at once)."""
 QUIET_POLLS = 3
 """Polls in a row that changed nothing before a backend is polled less often."""
 STEADY_STATES = frozenset(
@@ -175,7 +178,7 @@ class DashboardScreen(FleetActions, Screen[None]):
         if wanted:
             table.select_key(wanted)
         self._redraw()
-        self.set_interval(2.0, self._tick)
+        self.set_interval(HEADER_TICK_SECONDS, self._tick)
         if self.poll:
             # Backends are built and polled only once the first frame is on screen.
             self.call_after_refresh(self._start)
