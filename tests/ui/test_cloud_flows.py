@@ -97,6 +97,21 @@ def static_text(screen: Any, selector: str) -> str:
     return str(screen.query_one(selector, Static).render())
 
 
+async def terminate_warning(pilot: Pilot[Any], app: RunctlApp, timeout: float = 15.0) -> str:
+    """Press `x` on the selected machine and return the dialog's checkpoint warning once its
+    check (a listing over SSH or S3) is done; the dialog stays open."""
+    await pilot.press("x")
+    await wait_for(pilot, lambda: isinstance(app.screen, TerminateConfirmScreen), "dialog")
+    modal = app.screen
+    await wait_for(
+        pilot,
+        lambda: "checking" not in static_text(modal, "#terminate-checkpoints"),
+        "checkpoint check",
+        timeout,
+    )
+    return static_text(modal, "#terminate-checkpoints")
+
+
 async def select_machine(pilot: Pilot[Any], app: RunctlApp, key: str) -> None:
     """Move the cursor to a machine with the arrow keys."""
     machines = table(app)
@@ -376,35 +391,17 @@ async def test_terminate_names_the_checkpoint_not_in_s3(
         await wait_for(pilot, lambda: key in table(app).shown_keys, "instance row")
         await wait_for(pilot, lambda: bool(dashboard(app).fleet.runs_on(machine)), "its run")
         await select_machine(pilot, app, key)
-        await pilot.press("x")
-        await wait_for(pilot, lambda: isinstance(app.screen, TerminateConfirmScreen), "dialog")
-        modal = app.screen
-        await wait_for(
-            pilot,
-            lambda: "checking" not in static_text(modal, "#terminate-checkpoints"),
-            "checkpoint check",
-            30,
-        )
-        warning = static_text(modal, "#terminate-checkpoints")
+        warning = await terminate_warning(pilot, app, 30)
         assert "ckpt-00002.pt" in warning and "s3://ckpts/run1" in warning, warning
         assert "ckpt-00001.pt" not in warning, "the one already in S3 is not named"
         # Once the newest is in S3 too, nothing is left to lose.
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "closed")
         s3.put_object(Bucket="ckpts", Key="run1/checkpoints/ckpt-00002.pt", Body=b"2" * 200)
-        await pilot.press("x")
-        await wait_for(pilot, lambda: isinstance(app.screen, TerminateConfirmScreen), "dialog")
-        modal = app.screen
-        await wait_for(
-            pilot,
-            lambda: "checking" not in static_text(modal, "#terminate-checkpoints"),
-            "second checkpoint check",
-            30,
-        )
-        assert static_text(modal, "#terminate-checkpoints") == (
+        assert await terminate_warning(pilot, app, 30) == (
             "No checkpoints known to be left on this machine."
         )
-        confirm = modal.query_one("#confirm", Button)
+        confirm = app.screen.query_one("#confirm", Button)
         await pilot.press(*"keep-m")
         await pilot.press("enter")
         assert isinstance(app.screen, TerminateConfirmScreen) and confirm.disabled
@@ -434,15 +431,7 @@ async def test_terminate_of_a_stopped_instance_says_its_checkpoints_are_unchecke
         await wait_for(pilot, lambda: cell(app, key, "state").endswith("stopped"), "stopped row")
         await wait_for(pilot, lambda: bool(dashboard(app).fleet.runs_on(machine)), "its run")
         await select_machine(pilot, app, key)
-        await pilot.press("x")
-        await wait_for(pilot, lambda: isinstance(app.screen, TerminateConfirmScreen), "dialog")
-        modal = app.screen
-        await wait_for(
-            pilot,
-            lambda: "checking" not in static_text(modal, "#terminate-checkpoints"),
-            "checkpoint check",
-        )
-        warning = static_text(modal, "#terminate-checkpoints")
+        warning = await terminate_warning(pilot, app)
         assert "could not be checked" in warning and "stopped instance" in warning, warning
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen), "closed")
@@ -553,15 +542,7 @@ async def test_train_on_a_pod_records_the_run_and_follows_its_log(
             assert log_has("argv: ['--label', 'two words']")
 
             # Its checkpoints are only on the pod: terminating names them.
-            await pilot.press("x")
-            await wait_for(pilot, lambda: isinstance(app.screen, TerminateConfirmScreen), "dialog")
-            modal = app.screen
-            await wait_for(
-                pilot,
-                lambda: "checking" not in static_text(modal, "#terminate-checkpoints"),
-                "checkpoint check",
-            )
-            warning = static_text(modal, "#terminate-checkpoints")
+            warning = await terminate_warning(pilot, app)
             assert f"3 checkpoint(s) of run {run.id} only on the pod" in warning, warning
             assert "ckpt-00003.pt, ckpt-00002.pt, ckpt-00001.pt" in warning, warning
             await pilot.press("escape")
