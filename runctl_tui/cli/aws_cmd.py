@@ -25,6 +25,7 @@ from runctl_tui.cli.remote_common import (
     status,
     uptime_text,
 )
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.errors import RunctlError
 from runctl_tui.core.secrets import scrub
 
@@ -338,7 +339,7 @@ async def _tail(config: Config, machine: Machine, run: Run, lines: int) -> list[
     source = log_source(config, machine, run)
     iterator = source.follow(initial_lines=lines)
     try:
-        chunk = await asyncio.wait_for(iterator.__anext__(), timeout=30)
+        chunk = await wait_for(iterator.__anext__(), timeout=30)
     finally:
         close = getattr(iterator, "aclose", None)
         if close is not None:
@@ -364,7 +365,7 @@ class _TailProgress:
         """After a run ended: let its tail connect and the last lines arrive."""
         deadline = time.monotonic() + limit
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self.first.wait(), timeout=limit)
+            await wait_for(self.first.wait(), timeout=limit)
         # A quiet period, not an event: the log has no end-of-file marker.
         while time.monotonic() < deadline and time.monotonic() - self.last < quiet:  # noqa: ASYNC110
             await asyncio.sleep(0.1)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runctl_tui.cli.common import EXIT_OK, EXIT_USAGE, Context, fail
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -235,7 +236,7 @@ async def _follow_checkpoints(
         while True:
             timeout = RECHECK_SECONDS if busy else max(poll, 5.0)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout)
+                await wait_for(wake.wait(), timeout)
             wake.clear()
             busy = report()
     finally:

@@ -24,6 +24,7 @@ from runctl_tui.cli.remote_common import (
     status,
     uptime_text,
 )
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.errors import RunctlError
 from runctl_tui.core.secrets import scrub
 
@@ -401,7 +402,7 @@ def cmd_monitor(args: argparse.Namespace, context: Context) -> int:
         if args.lines > 0:
             iterator = log_source(current, run).follow(initial_lines=args.lines)
             try:
-                chunk = await asyncio.wait_for(iterator.__anext__(), timeout=60)
+                chunk = await wait_for(iterator.__anext__(), timeout=60)
             finally:
                 close = getattr(iterator, "aclose", None)
                 if close is not None:

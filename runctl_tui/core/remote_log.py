@@ -25,6 +25,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.errors import BackendError
 from runctl_tui.core.logging_setup import get_logger
 from runctl_tui.core.logs.assembler import LineAssembler
@@ -319,7 +320,7 @@ class RemoteFileLogSource:
             # Say why the follower ended when it said so (e.g. a Python traceback).
             detail = b""
             with contextlib.suppress(Exception):
-                detail = await asyncio.wait_for(process.stderr.read(4096), 1.0)
+                detail = await wait_for(process.stderr.read(4096), 1.0)
             last = detail.decode("utf-8", "replace").strip().splitlines()[-1:]
             raise _Lost(f"{exc}: {last[0]}" if last else str(exc)) from exc
         finally:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.backends.runpod import RunPodBackend
 from runctl_tui.core.checkpoints import CheckpointEntry, classify_remote
 from runctl_tui.core.config import Config
@@ -327,7 +328,7 @@ async def follow_run(
                 if remaining <= 0:
                     break
                 try:
-                    await asyncio.wait_for(progressed.wait(), remaining)
+                    await wait_for(progressed.wait(), remaining)
                 except asyncio.TimeoutError:
                     break
     finally:

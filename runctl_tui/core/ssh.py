@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from runctl_tui.core import paths
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.errors import BackendError, NotFoundError
 from runctl_tui.core.logging_setup import get_logger
 from runctl_tui.core.models import SshEndpoint
@@ -287,9 +288,7 @@ class SshSession:
             options["client_keys"] = [str(key_file)]
             options["agent_path"] = None
         try:
-            conn = await asyncio.wait_for(
-                asyncssh.connect(endpoint.host, **options), timeout=timeout + 5
-            )
+            conn = await wait_for(asyncssh.connect(endpoint.host, **options), timeout=timeout + 5)
         except asyncssh.HostKeyNotVerifiable as exc:
             if trusted and "key" in seen:
                 raise BackendError(
@@ -353,7 +352,7 @@ class SshSession:
             self._sftp = None
         self._conn.close()
         try:
-            await asyncio.wait_for(self._conn.wait_closed(), timeout=5)
+            await wait_for(self._conn.wait_closed(), timeout=5)
         except (asyncio.TimeoutError, OSError):
             pass
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.logging_setup import get_logger
 from runctl_tui.core.models import Machine, MachineState, Provider
 from runctl_tui.core.secrets import scrub
@@ -69,9 +70,7 @@ async def try_login(machine: Machine, timeout: float = PROBE_TIMEOUT_SECONDS) ->
 
     assert machine.ssh is not None
     try:
-        session = await asyncio.wait_for(
-            SshSession.connect(machine.ssh, timeout=timeout), timeout + 2
-        )
+        session = await wait_for(SshSession.connect(machine.ssh, timeout=timeout), timeout + 2)
         async with session:
             result = await session.run("true", timeout=timeout)
     except asyncio.CancelledError:

@@ -6,7 +6,6 @@ notification, and runs the change in a worker so the keyboard never waits for a 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import importlib
 import time
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from textual import work
 
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.config import Config
 from runctl_tui.core.errors import BackendError, NotFoundError, RunctlError
 from runctl_tui.core.fleet import Fleet, FleetRow, is_running
@@ -296,7 +296,7 @@ class FleetActions:
 
     async def _uncopied_checkpoints(self, row: FleetRow) -> list[str]:
         """Checkpoints that exist only on this machine (asks the machine, with a timeout)."""
-        return await asyncio.wait_for(
+        return await wait_for(
             uncopied_checkpoints(
                 row.machine,
                 self.fleet.runs_on(row.machine),

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.aws_prices import PriceTable, current_spot_prices, describe_prices
 from runctl_tui.core.aws_prices import load_price_table as _load_price_table
 from runctl_tui.core.config import AwsConfig, Config
@@ -903,8 +904,8 @@ async def ssh_answers(host: str, port: int, timeout: float = 5.0) -> bool:
     """
     writer = None
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        banner = await asyncio.wait_for(reader.readline(), timeout)
+        reader, writer = await wait_for(asyncio.open_connection(host, port), timeout)
+        banner = await wait_for(reader.readline(), timeout)
         return banner.startswith(b"SSH-")
     except (OSError, asyncio.TimeoutError):
         return False

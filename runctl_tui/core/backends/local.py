@@ -11,6 +11,7 @@ import os
 import platform
 import shutil
 
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.config import Config
 from runctl_tui.core.errors import RunctlError
 from runctl_tui.core.logging_setup import get_logger
@@ -97,7 +98,7 @@ class LocalBackend:
             _log.info("nvidia-smi could not run: %s", exc)
             return [], []
         try:
-            stdout, _ = await asyncio.wait_for(proc.communicate(), _NVIDIA_SMI_TIMEOUT)
+            stdout, _ = await wait_for(proc.communicate(), _NVIDIA_SMI_TIMEOUT)
         except asyncio.TimeoutError:
             proc.kill()
             await proc.wait()

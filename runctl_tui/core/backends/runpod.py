@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.backends.runpod_client import (
     RunPodBadRequestError,
     RunPodClient,
@@ -372,11 +373,11 @@ class RunPodBackend:
 async def ssh_answers(host: str, port: int, timeout: float = 5.0) -> bool:
     """Whether an SSH server greets on host:port (reads its `SSH-` banner, no login)."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        reader, writer = await wait_for(asyncio.open_connection(host, port), timeout)
     except (OSError, asyncio.TimeoutError):
         return False
     try:
-        banner = await asyncio.wait_for(reader.readline(), timeout)
+        banner = await wait_for(reader.readline(), timeout)
         return banner.startswith(b"SSH-")
     except (OSError, asyncio.TimeoutError):
         return False

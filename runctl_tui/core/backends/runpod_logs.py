@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.errors import BackendError
 from runctl_tui.core.logging_setup import get_logger
 from runctl_tui.core.logs.text import collapse_line
@@ -106,7 +107,7 @@ class RunPodLogSource:
                         while True:
                             if pending_tail:
                                 try:
-                                    item = await asyncio.wait_for(queue.get(), _FIRST_WAIT)
+                                    item = await wait_for(queue.get(), _FIRST_WAIT)
                                 except asyncio.TimeoutError:
                                     pending_tail = False
                                     yield LogChunk()

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
 
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.errors import RunctlError
 from runctl_tui.core.logging_setup import get_logger
 from runctl_tui.core.logs.assembler import LineAssembler
@@ -56,7 +57,7 @@ class _Watcher:
         while not self._stop.is_set():
             if not parent.is_dir():
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self._poll)
+                    await wait_for(self._stop.wait(), self._poll)
                 continue
             try:
                 async for _changes in awatch(
@@ -74,7 +75,7 @@ class _Watcher:
             except Exception as exc:  # e.g. inotify limits: polling still works
                 _log.info("file events unavailable for %s (%s); polling", parent, exc)
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self._poll)
+                    await wait_for(self._stop.wait(), self._poll)
             # The directory may have gone and come back: start a new watch on it.
 
 
@@ -267,7 +268,7 @@ class _Follower:
                     continue
             read_at = time.monotonic()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), poll)
+                await wait_for(wake.wait(), poll)
             if gap:
                 # Appends arriving faster than `gap` are read together: at most one read per
                 # `gap`, and none delayed when the file was quiet for longer than that.

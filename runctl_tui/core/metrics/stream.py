@@ -18,6 +18,7 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.logsource import LogChunk, LogSource
 from runctl_tui.core.metrics.lines import LineMetricsParser
 from runctl_tui.core.metrics.models import Series
@@ -132,8 +133,8 @@ class MetricsStream(WatchedSeries):
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(queue.get(), tick)
-                except TimeoutError:
+                    item = await wait_for(queue.get(), tick)
+                except asyncio.TimeoutError:
                     yield False
                     continue
                 if item is None:
