@@ -1,4 +1,4 @@
-"""Helpers several test modules share: running `runctl`, polling for a condition."""
+"""Helpers several test modules share: running `runctl`, polling for a condition, a clock."""
 
 from __future__ import annotations
 
@@ -17,6 +17,16 @@ from runctl_tui.core.config import Config
 from runctl_tui.core.errors import RunctlError
 from runctl_tui.core.local_runs import run_is_alive, stop_run
 from runctl_tui.core.runs import RunRegistry
+
+
+class Clock:
+    """A clock the test moves: call it for the time, set `now` to move it."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def stop_if_running(config: Config, run_id: str, grace: float = 2) -> None:

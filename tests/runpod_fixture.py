@@ -22,6 +22,7 @@ from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
+from runctl_tui.core.config import Config as RunctlConfig
 from runctl_tui.testing.runpod_server import RunPodTestServer
 
 SPEC_PATH = Path(__file__).parent / "data" / "runpod" / "runpod-rest-v2.openapi.json"
@@ -126,6 +127,32 @@ class ContractTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def runpod_server_over_sshd(
+    sshd_server: Any, api_key: str = API_KEY, *, step_polls: int = 1, ssh_port: int | None = None
+) -> RunPodTestServer:
+    """A started RunPod test server whose pods are reached over SSH at the sshd fixture (its
+    host, port, user and key); `ssh_port` gives the pods another port (nothing listening)."""
+    public_key = Path(str(sshd_server.key_path) + ".pub").read_text().strip()
+    return RunPodTestServer(
+        api_key=api_key,
+        ssh_host=sshd_server.host,
+        ssh_port=sshd_server.port if ssh_port is None else ssh_port,
+        ssh_user=sshd_server.user,
+        ssh_keys=[public_key],
+        step_seconds=None,
+        step_polls=step_polls,
+    ).start()
+
+
+def runpod_config(server: RunPodTestServer, api_key: str = API_KEY) -> RunctlConfig:
+    """A configuration with only RunPod, at the test server, and no retries."""
+    config = RunctlConfig()
+    config.runpod.api_key = api_key
+    config.runpod.api_url = server.url
+    config.runpod.max_retries = 0
+    return config
 
 
 @pytest.fixture

@@ -27,19 +27,24 @@ async def _loop_until_cancelled(wait: Waiter, event: asyncio.Event, rounds: list
         event.clear()
 
 
-async def _cancel_as_the_event_fires(wait: Waiter) -> bool:
-    """Set the event and cancel the poller in the same loop step; say whether it stopped."""
-    event = asyncio.Event()
-    rounds: list[int] = []
-    task = asyncio.create_task(_loop_until_cancelled(wait, event, rounds))
+async def _cancel_as_it_wakes(task: asyncio.Task[None], wake: asyncio.Event) -> bool:
+    """Set `wake` and cancel `task` in the same loop step; say whether the task stopped."""
     await asyncio.sleep(0.01)
-    event.set()
+    wake.set()
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=1.0)
     if not done:
-        task.cancel()
+        task.cancel()  # it lost the first cancellation: stop it now, for the next tests
         await asyncio.wait({task}, timeout=1.0)
     return bool(done) and task.cancelled()
+
+
+async def _cancel_as_the_event_fires(wait: Waiter) -> bool:
+    """Cancel a poller in the step its event fires; say whether it stopped."""
+    event = asyncio.Event()
+    rounds: list[int] = []
+    task = asyncio.create_task(_loop_until_cancelled(wait, event, rounds))
+    return await _cancel_as_it_wakes(task, event)
 
 
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason="the standard library bug is fixed")
@@ -96,15 +101,9 @@ async def _follow_cancelled_as_it_wakes(log: Path) -> bool:
 
     task = asyncio.create_task(follow())
     await first.wait()
-    await asyncio.sleep(0.01)
-    wake.set()
-    task.cancel()
-    done, _ = await asyncio.wait({task}, timeout=1.0)
-    if not done:
-        task.cancel()
-        await asyncio.wait({task}, timeout=1.0)
+    stopped = await _cancel_as_it_wakes(task, wake)
     follower.close()
-    return bool(done)
+    return stopped
 
 
 async def test_a_log_follower_cancelled_as_it_wakes_stops(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from runctl_tui.core.session_state import (
     save_session_state,
 )
 from runctl_tui.testing.runpod_server import RunPodTestServer
+from tests.runpod_fixture import runpod_config
 
 KEY = "fleet-test-key-000001"
 
@@ -40,14 +41,6 @@ def server() -> Iterator[RunPodTestServer]:
         yield srv
     finally:
         srv.stop()
-
-
-def runpod_config(server: RunPodTestServer) -> Config:
-    config = Config()
-    config.runpod.api_key = KEY
-    config.runpod.api_url = server.url
-    config.runpod.max_retries = 0
-    return config
 
 
 def test_providers_follow_the_configuration() -> None:
@@ -80,7 +73,7 @@ def test_a_backend_that_cannot_be_built_is_a_per_provider_error(
 async def test_a_failing_poll_keeps_the_last_machines_and_counts_failures(
     server: RunPodTestServer, tmp_path: Path
 ) -> None:
-    config = runpod_config(server)
+    config = runpod_config(server, KEY)
     fleet = Fleet(config, registry=RunRegistry(tmp_path / "runs.db"))
     fleet.build()
     first = await fleet.poll(Provider.RUNPOD)

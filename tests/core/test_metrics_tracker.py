@@ -15,22 +15,15 @@ from runctl_tui.core.metrics.detectors import check_divergence, check_nonfinite,
 from runctl_tui.core.metrics.models import Series
 from runctl_tui.core.metrics.smoothing import EmaSmoother, debiased_ema
 from runctl_tui.core.metrics.tracker import MetricsTracker
+from tests.helpers import Clock
 
 SAMPLES = Path(__file__).parent.parent / "data" / "metrics"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_tracker_reads_only_what_was_appended(tmp_path: Path) -> None:
     log = tmp_path / "train.log"
     log.write_text("step 1 loss=0.9\nstep 2 loss=0.8\n")
-    clock = Clock()
+    clock = Clock(1000.0)
     tracker = MetricsTracker(log, clock=clock)
     assert tracker.poll()
     assert tracker.series["loss"].points() == [(1.0, 0.9), (2.0, 0.8)]
@@ -72,7 +65,7 @@ def test_truncated_log_is_read_again(tmp_path: Path) -> None:
 
 
 def test_new_sources_in_a_run_directory_are_picked_up(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = Clock(1000.0)
     tracker = MetricsTracker(tmp_path, rescan_seconds=5, clock=clock)
     assert not tracker.poll()
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "val_loss": 1.5}\n')
@@ -85,7 +78,7 @@ def test_new_sources_in_a_run_directory_are_picked_up(tmp_path: Path) -> None:
 def test_stall_detected_after_no_new_step(tmp_path: Path) -> None:
     log = tmp_path / "train.log"
     log.write_text("step 1 loss=0.9\n")
-    clock = Clock()
+    clock = Clock(1000.0)
     tracker = MetricsTracker(log, clock=clock)
     tracker.poll()
     assert tracker.alerts(divergence_factor=3, stall_seconds=600) == []
@@ -223,7 +216,7 @@ def test_a_newer_checkpoints_trainer_state_takes_over(tmp_path: Path) -> None:
     )
     (tmp_path / "checkpoint-6").mkdir()
     (tmp_path / "checkpoint-6" / "trainer_state.json").write_text(json.dumps(early))
-    clock = Clock()
+    clock = Clock(1000.0)
     tracker = MetricsTracker(tmp_path, clock=clock)
     tracker.poll()
     assert [s for s, _ in tracker.series["loss"].points()] == [2.0, 4.0, 6.0]

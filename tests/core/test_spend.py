@@ -28,21 +28,13 @@ from runctl_tui.core.spend import (
     union_cost,
 )
 from runctl_tui.testing.runpod_server import RunPodTestServer
+from tests.helpers import Clock
 from tests.moto_fixture import MotoServer, moto_aws, moto_server  # noqa: F401
+from tests.runpod_fixture import runpod_config
 
 KEY = "spend-test-key-0000001"
 RTX_4090 = "NVIDIA GeForce RTX 4090"
 HOUR = 3600.0
-
-
-class Clock:
-    """A clock the test moves."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def interval(machine: str, start: float, end: float, price: float = 2.0) -> BilledInterval:
@@ -111,14 +103,6 @@ def night() -> Iterator[tuple[RunPodTestServer, Clock]]:
         server.stop()
 
 
-def runpod_config(server: RunPodTestServer) -> Config:
-    config = Config()
-    config.runpod.api_key = KEY
-    config.runpod.api_url = server.url
-    config.runpod.max_retries = 0
-    return config
-
-
 def new_fleet(config: Config, provider: Provider, db: Path, clock: Clock) -> Fleet:
     """A dashboard's fleet as after a restart: new backend, registry and ledger objects."""
     backend = RunPodBackend(config) if provider is Provider.RUNPOD else AwsBackend(config)
@@ -135,7 +119,7 @@ async def test_pods_terminated_today_count_after_a_restart_and_yesterdays_do_not
     night: tuple[RunPodTestServer, Clock], tmp_path: Path
 ) -> None:
     server, clock = night
-    config = runpod_config(server)
+    config = runpod_config(server, KEY)
     db = tmp_path / "state" / "runs.db"
     midnight = clock.now + 2 * HOUR
     fleet = new_fleet(config, Provider.RUNPOD, db, clock)

@@ -10,15 +10,8 @@ import pytest
 
 from runctl_tui.core.models import Machine, MachineState, Provider, SshEndpoint
 from runctl_tui.core.ssh_ready import READY, WAITING, SshReadiness
+from tests.helpers import Clock
 from tests.sshd_fixture import free_port
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def pod(endpoint: SshEndpoint | None, **changes: Any) -> Machine:

@@ -41,6 +41,7 @@ from tests.moto_fixture import (  # noqa: F401
     moto_aws,
     moto_server,
 )
+from tests.runpod_fixture import runpod_server_over_sshd
 from tests.ui.helpers import wait_for
 
 RP_KEY = "dashboard-cloud-key-0002"
@@ -500,16 +501,7 @@ print("pod says: training done", flush=True)
 async def test_train_on_a_pod_records_the_run_and_follows_its_log(
     sshd_server: Any, app_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    public_key = Path(str(sshd_server.key_path) + ".pub").read_text().strip()
-    server = RunPodTestServer(
-        api_key=RP_KEY,
-        ssh_host=sshd_server.host,
-        ssh_port=sshd_server.port,
-        ssh_user=sshd_server.user,
-        ssh_keys=[public_key],
-        step_seconds=None,
-        step_polls=1,
-    ).start()
+    server = runpod_server_over_sshd(sshd_server, RP_KEY)
     try:
         server.add_pod(name="gpu-box", gpu_id=RTX_4090)
         project = tmp_path / "project"

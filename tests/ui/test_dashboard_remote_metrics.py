@@ -20,11 +20,11 @@ from textual.pilot import Pilot
 from runctl_tui.core.config import Config
 from runctl_tui.core.models import Provider, Run, RunStatus
 from runctl_tui.core.runs import RunRegistry, new_run_id
-from runctl_tui.testing.runpod_server import RunPodTestServer
 from runctl_tui.ui.app import RunctlApp
 from runctl_tui.ui.panes import Pane
 from runctl_tui.ui.widgets.machines_table import MachinesTable
 from runctl_tui.ui.widgets.metrics_panel import MetricsPanel
+from tests.runpod_fixture import runpod_server_over_sshd
 from tests.sshd_fixture import SshServer
 
 API_KEY = "remote-metrics-test-key-0001"
@@ -63,16 +63,7 @@ async def test_pod_run_shows_curves_from_its_remote_log(
     sshd_server: SshServer, tmp_path: Path
 ) -> None:
     log = demo_log(tmp_path)
-    public_key = Path(str(sshd_server.key_path) + ".pub").read_text().strip()
-    server = RunPodTestServer(
-        api_key=API_KEY,
-        ssh_keys=[public_key],
-        ssh_host=sshd_server.host,
-        ssh_port=sshd_server.port,
-        ssh_user=sshd_server.user,
-        step_seconds=None,
-        step_polls=1,
-    ).start()
+    server = runpod_server_over_sshd(sshd_server, API_KEY)
     try:
         pod = server.add_pod(name="trainer-a", gpu_id="NVIDIA GeForce RTX 4090")
         run = Run(

@@ -106,6 +106,19 @@ def counts(monkeypatch: pytest.MonkeyPatch) -> Counts:
     return found
 
 
+def count_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[int]:
+    """Count the calls of `owner.name` (a function or method) in the one-item list returned."""
+    calls = [0]
+    original = getattr(owner, name)
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counting)
+    return calls
+
+
 class PanesApp(App[None]):
     """A header, a table and the log and metrics panes side by side, like the dashboard."""
 
@@ -143,16 +156,37 @@ def rows_reach(view: LogView, rows: int) -> Callable[[], bool]:
     return lambda: view.lines_view.row_count() == rows
 
 
+async def fed_log_pane(
+    app: App[None], pilot: Pilot[Any], lines: list[str], size: int | None = None
+) -> tuple[LogView, QueueSource]:
+    """The app's log pane, fed `lines` from a queue source the test keeps, once it shows them
+    all and the screen has settled."""
+    view = app.query_one(LogView)
+    source = QueueSource()
+    view.set_source(source)
+    source.put(lines, size=size)
+    await until(pilot, rows_reach(view, len(lines)), f"the first {len(lines)} lines")
+    await pilot.pause()
+    return view, source
+
+
+async def put_one_by_one(
+    pilot: Pilot[Any], view: LogView, source: QueueSource, lines: list[str]
+) -> None:
+    """Put each line in a chunk of its own, waiting until the pane shows it."""
+    rows = view.lines_view.row_count()
+    for count, line in enumerate(lines, 1):
+        source.put([line])
+        await until(pilot, rows_reach(view, rows + count), line)
+    await pilot.pause()
+
+
 async def test_a_growing_log_repaints_the_log_pane_only(counts: Counts) -> None:
     app = PanesApp(clock=lambda: CLOCK)
     async with app.run_test(size=(120, 30)) as pilot:
-        view = app.query_one(LogView)
-        source = QueueSource()
-        view.set_source(source)
         # Enough lines for the scrollbars to be there already, as in a real run.
-        source.put([f"old line {i} " + "x" * 150 for i in range(100)], size=10_000)
-        await until(pilot, lambda: view.lines_view.row_count() == 100, "the first lines")
-        await pilot.pause()
+        old = [f"old line {i} " + "x" * 150 for i in range(100)]
+        view, source = await fed_log_pane(app, pilot, old, size=10_000)
         counts.reset()
         for i in range(40):
             source.put([f"step {i} loss=0.{i:04d}"], size=10_000 + i)
@@ -229,21 +263,13 @@ async def test_scrollbar_follows_the_view_though_it_repaints_only_when_its_thumb
 ) -> None:
     app = PanesApp(clock=lambda: CLOCK)
     async with app.run_test(size=(120, 30)) as pilot:
-        view = app.query_one(LogView)
+        view, source = await fed_log_pane(app, pilot, [f"line {i}" for i in range(600)])
         lines = view.lines_view
-        source = QueueSource()
-        view.set_source(source)
-        source.put([f"line {i}" for i in range(600)])
-        await until(pilot, rows_reach(view, 600), "600 lines")
-        await pilot.pause()
         bar = lines.vertical_scrollbar
         assert bar.window_virtual_size == 600
         assert bar.position == lines.max_scroll_y
         counts.reset()
-        for i in range(10):
-            source.put([f"more {i}"])
-            await until(pilot, rows_reach(view, 601 + i), f"more {i}")
-        await pilot.pause()
+        await put_one_by_one(pilot, view, source, [f"more {i}" for i in range(10)])
         # A one-cell thumb at the bottom of a long log does not move: no repaint of the bar,
         # but it knows the new geometry (mouse drags and later repaints use it).
         assert counts.refreshes["ScrollBar"] == 0, counts.refreshes
@@ -303,16 +329,13 @@ def textual_rows(lines: LogLines, crop: Region) -> list[list[Segment]]:
 async def test_log_rows_drawn_from_the_row_cache_equal_textuals_own_drawing() -> None:
     app = LogApp()
     async with app.run_test(size=(60, 16)) as pilot:
-        view = app.query_one(LogView)
-        lines = view.lines_view
-        source = QueueSource()
-        view.set_source(source)
-        source.put(
+        view, _ = await fed_log_pane(
+            app,
+            pilot,
             [f"step {i} loss=0.{i:04d} \x1b[31mred\x1b[0m\tafter a tab" for i in range(40)]
-            + ["a long line " + "x" * 120]
+            + ["a long line " + "x" * 120],
         )
-        await until(pilot, rows_reach(view, 41), "the lines")
-        await pilot.pause()
+        lines = view.lines_view
 
         async def same(what: str) -> None:
             await pilot.pause()
@@ -337,12 +360,7 @@ async def test_log_rows_drawn_from_the_row_cache_equal_textuals_own_drawing() ->
 async def test_new_lines_draw_only_the_new_rows(counts: Counts) -> None:
     app = LogApp()
     async with app.run_test(size=(100, 30)) as pilot:
-        view = app.query_one(LogView)
-        source = QueueSource()
-        view.set_source(source)
-        source.put([f"line {i}" for i in range(200)])
-        await until(pilot, rows_reach(view, 200), "200 lines")
-        await pilot.pause()
+        view, source = await fed_log_pane(app, pilot, [f"line {i}" for i in range(200)])
         counts.reset()
         source.put(["new 1", "new 2", "new 3"])
         await until(pilot, rows_reach(view, 203), "the new lines")
@@ -356,14 +374,7 @@ async def test_new_lines_draw_only_the_new_rows(counts: Counts) -> None:
 async def test_a_line_after_a_quiet_spell_is_drawn_at_once_a_stream_once_a_period(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    syncs = [0]
-    sync = LogLines.sync
-
-    def counting_sync(self: LogLines) -> None:
-        syncs[0] += 1
-        sync(self)
-
-    monkeypatch.setattr(LogLines, "sync", counting_sync)
+    syncs = count_calls(monkeypatch, LogLines, "sync")
     app = LogApp(max_fps=1)
     async with app.run_test(size=(100, 30)) as pilot:
         view = app.query_one(LogView)
@@ -393,13 +404,8 @@ async def test_a_growing_file_size_does_not_repaint_the_pane_frame_each_frame(
 ) -> None:
     app = LogApp()
     async with app.run_test(size=(100, 30)) as pilot:
-        view = app.query_one(LogView)
-        source = QueueSource()
-        view.set_source(source)
-        source.put(["first"], size=10_000)
-        await until(pilot, rows_reach(view, 1), "the first line")
+        view, source = await fed_log_pane(app, pilot, ["first"], size=10_000)
         assert "9.8 KiB" in str(view.border_subtitle)
-        await pilot.pause()
         counts.reset()
         for i in range(10):
             # Each chunk changes the size as shown (9.8, 10.7, 11.7 ... KiB).
@@ -453,14 +459,7 @@ async def test_a_hidden_checkpoint_pane_lists_nothing_until_shown(tmp_path: Path
 async def test_a_hidden_metrics_pane_does_not_poll_until_shown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    polls = [0]
-    poll = metrics_panel._poll_and_copy
-
-    def counting_poll(tracker: Any) -> Any:
-        polls[0] += 1
-        return poll(tracker)
-
-    monkeypatch.setattr(metrics_panel, "_poll_and_copy", counting_poll)
+    polls = count_calls(monkeypatch, metrics_panel, "_poll_and_copy")
     config = Config()
     config.monitor.log_poll_seconds = 0.05
     run = tmp_path / "run"
@@ -614,14 +613,7 @@ async def test_metrics_arriving_continuously_are_drawn_once_a_second_not_per_pol
 async def test_a_new_listing_redraws_no_unchanged_cell_nor_the_details(
     counts: Counts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    updated = [0]
-    update_cell = DataTable.update_cell
-
-    def counting_update_cell(self: DataTable[Any], *args: Any, **kwargs: Any) -> None:
-        updated[0] += 1
-        update_cell(self, *args, **kwargs)
-
-    monkeypatch.setattr(DataTable, "update_cell", counting_update_cell)
+    updated = count_calls(monkeypatch, DataTable, "update_cell")
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     for step in (20, 40):
@@ -653,14 +645,7 @@ async def test_a_new_listing_redraws_no_unchanged_cell_nor_the_details(
 def test_the_trend_looks_at_points_one_by_one_only_when_some_are_not_finite(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls = [0]
-    isfinite = math.isfinite
-
-    def counting_isfinite(value: float) -> bool:
-        calls[0] += 1
-        return isfinite(value)
-
-    monkeypatch.setattr(math, "isfinite", counting_isfinite)
+    calls = count_calls(monkeypatch, math, "isfinite")
     values = [1.0 / (i + 1) for i in range(6000)]
     assert str(MetricsPanel._trend("loss", values)) == " ↓"
     # Drawn every second for every series: 5000 checks each time was a third of a repaint.
@@ -675,19 +660,11 @@ async def test_a_growing_log_repaints_its_scrollbar_when_the_thumb_crosses_a_cel
 ) -> None:
     app = PanesApp(clock=lambda: CLOCK)
     async with app.run_test(size=(120, 30)) as pilot:
-        view = app.query_one(LogView)
+        view, source = await fed_log_pane(app, pilot, [f"line {i}" for i in range(100)])
         lines = view.lines_view
-        source = QueueSource()
-        view.set_source(source)
-        source.put([f"line {i}" for i in range(100)])
-        await until(pilot, rows_reach(view, 100), "100 lines")
-        await pilot.pause()
         bar = lines.vertical_scrollbar
         counts.reset()
-        for i in range(10):
-            source.put([f"more {i}"])
-            await until(pilot, rows_reach(view, 101 + i), f"more {i}")
-        await pilot.pause()
+        await put_one_by_one(pilot, view, source, [f"more {i}" for i in range(10)])
         # The thumb (about four cells of 21) shrank and slid by eighths of a cell on every
         # line, each time repainting the bar; its ends stayed in the same cells.
         assert counts.refreshes["ScrollBar"] == 0, counts.refreshes

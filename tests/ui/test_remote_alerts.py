@@ -21,6 +21,7 @@ from runctl_tui.testing.runpod_server import RunPodTestServer
 from runctl_tui.ui.app import RunctlApp
 from runctl_tui.ui.screens import dashboard as dashboard_module
 from runctl_tui.ui.screens.train_form import TrainFormScreen
+from tests.runpod_fixture import runpod_server_over_sshd
 from tests.ui.helpers import wait_for
 from tests.ui.test_cloud_flows import (
     RP_KEY,
@@ -54,16 +55,7 @@ while not (flags / "stop").exists() and time.time() < deadline:
 
 @pytest.fixture
 def pods(sshd_server: Any) -> Iterator[RunPodTestServer]:
-    public_key = Path(str(sshd_server.key_path) + ".pub").read_text().strip()
-    server = RunPodTestServer(
-        api_key=RP_KEY,
-        ssh_host=sshd_server.host,
-        ssh_port=sshd_server.port,
-        ssh_user=sshd_server.user,
-        ssh_keys=[public_key],
-        step_seconds=None,
-        step_polls=1,
-    ).start()
+    server = runpod_server_over_sshd(sshd_server, RP_KEY)
     server.add_pod(name="pod-a", gpu_id=RTX_4090)
     server.add_pod(name="pod-b", gpu_id=RTX_4090)
     try:

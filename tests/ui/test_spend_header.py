@@ -16,6 +16,7 @@ from runctl_tui.ui.app import RunctlApp
 from runctl_tui.ui.screens.terminate_confirm import TerminateConfirmScreen
 from runctl_tui.ui.widgets.header_bar import HeaderBar
 from runctl_tui.ui.widgets.machines_table import fmt_money
+from tests.helpers import Clock
 from tests.ui.helpers import wait_for
 from tests.ui.test_cloud_flows import (
     RP_KEY,
@@ -28,14 +29,6 @@ from tests.ui.test_cloud_flows import (
 )
 
 HOUR = 3600.0
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def header(app: RunctlApp) -> str:

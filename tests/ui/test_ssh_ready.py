@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from runctl_tui.core.models import Provider
-from runctl_tui.testing.runpod_server import RunPodTestServer
 from runctl_tui.ui.app import RunctlApp
 from runctl_tui.ui.screens.train_form import TrainFormScreen
 from tests.moto_fixture import MotoServer, moto_aws, moto_server  # noqa: F401
+from tests.runpod_fixture import runpod_server_over_sshd
 from tests.sshd_fixture import free_port
 from tests.ui.helpers import wait_for
 from tests.ui.test_cloud_flows import (
@@ -82,16 +82,7 @@ async def refused_then_ready(
 
 @pytest.mark.sshd
 async def test_a_new_pod_is_ready_only_once_ssh_answers(sshd_server: Any, app_factory: Any) -> None:
-    public_key = Path(str(sshd_server.key_path) + ".pub").read_text().strip()
-    server = RunPodTestServer(
-        api_key=RP_KEY,
-        ssh_host=sshd_server.host,
-        ssh_port=free_port(),
-        ssh_user=sshd_server.user,
-        ssh_keys=[public_key],
-        step_seconds=None,
-        step_polls=2,
-    ).start()
+    server = runpod_server_over_sshd(sshd_server, RP_KEY, step_polls=2, ssh_port=free_port())
     try:
         config = make_config(runpod_url=server.url)
         config.runpod.ssh_key = str(sshd_server.key_path)
