@@ -25,7 +25,7 @@ from runctl_tui.cli.remote_common import (
     uptime_text,
 )
 from runctl_tui.core.aio import wait_for
-from runctl_tui.core.errors import RunctlError
+from runctl_tui.core.errors import NotFoundError, RunctlError
 from runctl_tui.core.secrets import scrub
 
 if TYPE_CHECKING:
@@ -80,8 +80,17 @@ def register(subparsers: Any) -> None:
         "runctl's options go before SCRIPT; ARGS are passed verbatim.",
     )
     train.add_argument("pod", metavar="POD", help="pod id or name")
+    train.add_argument(
+        "--allow-concurrent", action="store_true", help="start even if a run is active there"
+    )
     add_script_arguments(train)
     train.set_defaults(handler=cmd_train)
+
+    stop_run = actions.add_parser(
+        "stop-run", help="stop a run on its pod (SIGINT, SIGTERM, SIGKILL; the pod stays)"
+    )
+    stop_run.add_argument("id", metavar="ID", help="run id, or pod id or name (its newest run)")
+    stop_run.set_defaults(handler=cmd_stop_run)
 
     monitor = actions.add_parser("monitor", help="a pod, its newest run and the run's log")
     monitor.add_argument("pod", metavar="POD", help="pod id or name")
@@ -330,6 +339,7 @@ def cmd_train(args: argparse.Namespace, context: Context) -> int:
             progress=status,
             wait_timeout=config.runpod.wait_timeout_seconds,
             poll_seconds=config.monitor.poll_seconds,
+            allow_concurrent=args.allow_concurrent,
         )
         run = started.run
         print(
@@ -351,6 +361,35 @@ def cmd_train(args: argparse.Namespace, context: Context) -> int:
     except KeyboardInterrupt:
         print("\nDetached; the run goes on. `runctl runpod monitor POD --follow` follows it.")
         return 130
+
+
+def cmd_stop_run(args: argparse.Namespace, context: Context) -> int:
+    """`runctl runpod stop-run ID`: stop a run on its pod; the pod keeps running."""
+    from runctl_tui.core.models import Provider
+    from runctl_tui.core.runpod_training import latest_run, stop_training
+    from runctl_tui.core.runs import RunRegistry
+
+    async def work(backend: RunPodBackend) -> Run:
+        registry = RunRegistry()
+        try:
+            run = await asyncio.to_thread(registry.get, args.id)
+        except NotFoundError:
+            machine = await backend.resolve(args.id)
+            newest = await asyncio.to_thread(latest_run, machine.id, registry)
+            if newest is None:
+                raise NotFoundError(
+                    f"no run recorded on pod {args.id}; start one with runctl runpod train"
+                ) from None
+            run = newest
+        if run.backend is not Provider.RUNPOD:
+            raise RunctlError(f"run {run.id} is not on a RunPod pod (it is {run.backend.value})")
+        if run.status.is_final:
+            return run
+        return await stop_training(backend, run, registry)
+
+    stopped = _with_backend(context.config, work)
+    print(f"run {stopped.id}: {stopped.status.value}{_exit_text(stopped)}")
+    return EXIT_OK if stopped.status.is_final else EXIT_FAILURE
 
 
 def _exit_text(run: Run) -> str:

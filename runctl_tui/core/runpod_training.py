@@ -111,6 +111,7 @@ async def start_training(
     registry: RunRegistry | None = None,
     wait_timeout: float = 900.0,
     poll_seconds: float = 3.0,
+    allow_concurrent: bool = False,
 ) -> TrainingStarted:
     """Run `script args...` on a pod, detached, and record the run.
 
@@ -126,12 +127,15 @@ async def start_training(
         registry: The run registry (default: the user's).
         wait_timeout: Seconds to wait for the pod to run and SSH to answer.
         poll_seconds: Seconds between pod polls while waiting.
+        allow_concurrent: Start even when a recorded run is still running on the pod (two
+            trainings would share its GPU and may write the same checkpoint folder).
 
     Returns:
         The recorded run, the pod, and what the sync sent.
 
     Raises:
-        RunctlError: The pod is stopped or unreachable, the script is missing, SSH failed.
+        RunctlError: The pod is stopped or unreachable, already runs a run, the script is
+            missing, SSH failed.
     """
     from runctl_tui.core.remote_runs import start_remote_run
     from runctl_tui.core.ssh import SshSession
@@ -144,6 +148,14 @@ async def start_training(
     machine = await ready_pod(
         backend, pod, timeout=wait_timeout, poll_seconds=poll_seconds, progress=say
     )
+    if not allow_concurrent:
+        active = await active_runs_on(backend, machine.id, registry)
+        if active:
+            raise RunctlError(
+                f"pod {machine.name or machine.id} is already running run {active[0].id}; wait "
+                f"for it, stop it (runctl runpod stop-run {active[0].id}), or pass "
+                "--allow-concurrent"
+            )
     endpoint = ssh_endpoint(machine)
     run_id = new_run_id()
     say(f"connecting to {endpoint.user}@{endpoint.host}:{endpoint.port}")
@@ -203,6 +215,18 @@ def remote_info(run: Run) -> RemoteRunInfo:
 def latest_run(pod_id: str, registry: RunRegistry | None = None) -> Run | None:
     """The newest run recorded on a pod."""
     return (registry or RunRegistry()).latest_for_machine(Provider.RUNPOD, pod_id)
+
+
+async def active_runs_on(backend: RunPodBackend, pod_id: str, registry: RunRegistry) -> list[Run]:
+    """The runs recorded as running on a pod that the pod says still run (asked over SSH)."""
+    runs = await asyncio.to_thread(registry.list, Provider.RUNPOD, status=RunStatus.RUNNING)
+    active = []
+    for run in runs:
+        if run.machine == pod_id:
+            refreshed, _ = await refresh_run(backend, run, registry)
+            if refreshed.status is RunStatus.RUNNING:
+                active.append(refreshed)
+    return active
 
 
 async def refresh_run(

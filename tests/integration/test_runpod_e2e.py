@@ -202,6 +202,50 @@ def test_cli_story(world: dict[str, Any], capsys: pytest.CaptureFixture[str]) ->
     )
 
 
+def test_a_busy_pod_refuses_a_second_run_until_it_is_stopped(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = Cli(capsys)
+    code, out, err = cli("runpod", "create", "--name", "busy", "--wait", "--json")
+    assert code == 0, err
+    pod_id = json.loads(out)["id"]
+    code, out, err = cli("runpod", "train", "busy", "-b", "train.py", "--pause", "20")
+    assert code == 0, err
+    (first,) = RunRegistry().list(Provider.RUNPOD)
+
+    # Two trainings would share the GPU and the checkpoint folder: refused, with the ways out.
+    code, out, err = cli("runpod", "train", "busy", "-b", "train.py")
+    assert code == 1
+    assert f"pod busy is already running run {first.id}" in err
+    assert f"runctl runpod stop-run {first.id}" in err and "--allow-concurrent" in err
+    assert [run.id for run in RunRegistry().list(Provider.RUNPOD)] == [first.id]
+
+    code, out, err = cli(
+        "runpod", "train", "busy", "-b", "--allow-concurrent", "train.py", "--pause", "20"
+    )
+    assert code == 0, err
+    second, _ = RunRegistry().list(Provider.RUNPOD)
+    assert second.id != first.id and second.status is RunStatus.RUNNING
+
+    # By pod name: its newest run; by run id: that run. The pod stays up.
+    code, out, err = cli("runpod", "stop-run", "busy")
+    assert code == 0, err
+    assert out.startswith(f"run {second.id}: stopped")
+    code, out, err = cli("runpod", "stop-run", first.id)
+    assert code == 0, err
+    assert out.startswith(f"run {first.id}: stopped")
+    assert {run.status for run in RunRegistry().list(Provider.RUNPOD)} == {RunStatus.STOPPED}
+    assert world["server"].pods[pod_id].status == "RUNNING"
+    code, out, err = cli("runpod", "stop-run", "not-a-pod-or-run")
+    assert code == 1 and "not-a-pod-or-run" in err
+
+    code, out, err = cli("runpod", "train", "busy", "train.py")
+    assert code == 0, err
+    assert out.rstrip().endswith("succeeded (exit code 0)")
+    code, out, err = cli("runpod", "terminate", "busy", "--yes")
+    assert code == 0, err
+
+
 async def test_core_api_story(world: dict[str, Any]) -> None:
     server: RunPodTestServer = world["server"]
     config = load_config()
