@@ -44,22 +44,3 @@ async def wait_for(awaitable: Awaitable[T], timeout: float | None) -> T:
             return task.result()
         raise asyncio.TimeoutError
     return task.result()
-
-
-async def wait_event(event: asyncio.Event, timeout: float) -> bool:
-    """Wait up to `timeout` seconds for `event`; say whether it is set (cancellation kept).
-
-    Args:
-        event: The event to wait for.
-        timeout: Seconds at most.
-
-    Returns:
-        True when the event is set, False when the time ran out first.
-    """
-    if event.is_set():
-        return True
-    try:
-        await wait_for(event.wait(), timeout)
-    except asyncio.TimeoutError:
-        return event.is_set()
-    return True

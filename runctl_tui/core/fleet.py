@@ -245,9 +245,9 @@ def compute_totals(
 LEDGER_WRITE_SECONDS = 60.0
 """How often a billing machine's interval in the spend ledger is extended (its last-seen time)."""
 LEDGER_RELOAD_SECONDS = 30.0
+"""How often the ledger is re-read for what other processes recorded (`runctl ... terminate`)."""
 RUNS_REREAD_SECONDS = 60.0
 """The run registry is read at least this often even when its files look untouched."""
-"""How often the ledger is re-read for what other processes recorded (`runctl ... terminate`)."""
 
 _LOSS_NAMES = ("loss", "train_loss", "train/loss", "training_loss", "loss_step")
 ALERT_WORDS = {"nonfinite": "diverged", "divergence": "diverged", "stall": "stalled"}
@@ -677,6 +677,8 @@ class Fleet:
         return tuple(stamp)
 
     def _refresh_runs_sync(self) -> bool:
+        # Other processes (`runctl ... terminate`, another dashboard) write the ledger too.
+        self._load_ledger()
         stamp = self._registry_stamp()
         tick = time.monotonic()
         if (
@@ -687,12 +689,9 @@ class Fleet:
         ):
             # Nothing runs and nobody wrote the registry: nothing to reconcile or re-read (a
             # stat instead of three queries, every poll, for a dashboard left open for days).
-            self._load_ledger()
             return False
         self._runs_read_at = tick
         self._reconcile()
-        # Other processes (`runctl ... terminate`, another dashboard) write the ledger too.
-        self._load_ledger()
         runs = self.registry.list()
         shown = {(m.provider, m.id) for s in self.snapshots.values() for m in s.machines}
         newest: dict[tuple[Provider, str], Run] = {}

@@ -9,17 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from runctl_tui.core.aio import wait_event, wait_for
+from runctl_tui.core.aio import wait_for
 from runctl_tui.core.logs import follow as follow_module
 from runctl_tui.core.logs.follow import _Follower
 
 Waiter = Callable[[Awaitable[bool], float], Awaitable[bool]]
 
 
-async def _loop_until_cancelled(wait: Waiter, event: asyncio.Event, rounds: list[int]) -> None:
+async def _loop_until_cancelled(wait: Waiter, event: asyncio.Event) -> None:
     """A poller like the log follower: wait on an event with a timeout, forever."""
     while True:
-        rounds.append(1)
         try:
             await wait(event.wait(), 10.0)
         except asyncio.TimeoutError:
@@ -42,8 +41,7 @@ async def _cancel_as_it_wakes(task: asyncio.Task[None], wake: asyncio.Event) -> 
 async def _cancel_as_the_event_fires(wait: Waiter) -> bool:
     """Cancel a poller in the step its event fires; say whether it stopped."""
     event = asyncio.Event()
-    rounds: list[int] = []
-    task = asyncio.create_task(_loop_until_cancelled(wait, event, rounds))
+    task = asyncio.create_task(_loop_until_cancelled(wait, event))
     return await _cancel_as_it_wakes(task, event)
 
 
@@ -79,13 +77,6 @@ async def test_wait_for_returns_the_result_or_times_out_and_cancels() -> None:
 
 async def _raise(exc: Exception) -> None:
     raise exc
-
-
-async def test_wait_event_says_whether_the_event_came() -> None:
-    event = asyncio.Event()
-    assert await wait_event(event, 0.01) is False
-    asyncio.get_running_loop().call_later(0.01, event.set)
-    assert await wait_event(event, 5.0) is True
 
 
 async def _follow_cancelled_as_it_wakes(log: Path) -> bool:

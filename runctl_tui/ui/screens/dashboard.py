@@ -43,6 +43,7 @@ TABBED_BELOW_HEIGHT = 34
 COMPACT_COLUMNS_BELOW_WIDTH = 150
 MAX_BACKOFF_SECONDS = 120.0
 REMOTE_RUN_CHECK_SECONDS = 30.0
+"""How often runs on pods and instances are checked over SSH (finished, failed, interrupted)."""
 HEADER_TICK_SECONDS = 5.0
 """How often the header's spend and freshness are worked out between polls (polls redraw it
 at once)."""
@@ -57,9 +58,6 @@ STEADY_STATES = frozenset(
 def _lifecycle(snapshot: ProviderSnapshot) -> tuple[object, ...]:
     """What a backend's poll says about its machines' lives (not their telemetry)."""
     return (snapshot.error, tuple((m.id, m.state) for m in snapshot.machines))
-
-
-"""How often runs on pods and instances are checked over SSH (finished, failed, interrupted)."""
 
 
 class FleetChanged(Message):
