@@ -8,8 +8,9 @@ checkpoint saves, warnings), print-style metric lines (`iter N: loss X, time Y m
 `step N | loss=... lr=...`), transformers' printed dicts, JSON lines, tqdm bars with several
 `\\r` redraws per line and Keras bars with backspaces and ANSI codes.
 
-Both are timed as CPU time of this process (`time.process_time`), best of several runs, so
-other work on a shared machine disturbs the figures less than wall time would.
+Both are timed as CPU time of this process (`time.process_time`), in alternation (baseline,
+parser, baseline, parser, ...) and each at its best, so a slow spell of a shared machine
+weighs on both alike and disturbs the figures less than wall time would.
 
 Is the mix realistic? The bench prints it beside the real captures in tests/data (tqdm,
 Lightning, Keras, transformers, as a terminal received them): points per line and bar
@@ -23,7 +24,7 @@ cannot batch is read line by line: progress-bar redraws above all. So the bench 
 the parser's cost per kind of line (each kind parsed on its own, as lines/s and its share of
 the whole), which shows where the time goes.
 
-Run: .venv/bin/python bench/metrics.py [--lines N] [--keep]
+Run: .venv/bin/python bench/metrics.py [--lines N] [--rounds N] [--keep]
 """
 
 from __future__ import annotations
@@ -183,6 +184,7 @@ def main() -> None:
     args = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     args.add_argument("--lines", type=int, default=1_000_000)
     args.add_argument("--keep", action="store_true", help="keep the generated log")
+    args.add_argument("--rounds", type=int, default=5, help="alternating runs of each")
     opts = args.parse_args()
     fd, name = tempfile.mkstemp(prefix="runctl-metrics-bench-", suffix=".log", dir="/tmp")
     os.close(fd)
@@ -191,8 +193,11 @@ def main() -> None:
         make_log(path, opts.lines)
         size_mb = path.stat().st_size / 1e6
         plain(path)  # warm the page cache
-        base_s, count = min(plain(path) for _ in range(3))
-        parse_s, points = min(parse(path) for _ in range(2))
+        base_s, count = plain(path)
+        parse_s, points = parse(path)
+        for _ in range(opts.rounds - 1):
+            base_s = min(base_s, plain(path)[0])
+            parse_s = min(parse_s, parse(path)[0])
         kinds = by_kind(path)
         with open(path, encoding="utf-8", errors="replace", newline="\n") as fh:
             sample = [line for _, line in zip(range(20_000), fh, strict=False)]

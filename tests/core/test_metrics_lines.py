@@ -9,10 +9,21 @@ from typing import Any
 
 import pytest
 
+from runctl_tui.core.metrics import lines as lines_module
 from runctl_tui.core.metrics.lines import LineMetricsParser, parse_lines
 from runctl_tui.core.metrics.models import MetricPoint
 
 SAMPLES = Path(__file__).parent.parent / "data" / "metrics"
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs twice: with the C loops (`_speedups`) and in pure Python."""
+    if request.param == "python":
+        monkeypatch.setattr(lines_module, "_speedups", None)
+    elif lines_module._speedups is None:
+        pytest.fail("the C extension runctl_tui.core.metrics._speedups is not built")
+    return str(request.param)
 
 
 def series_of(points: list[MetricPoint]) -> dict[str, list[tuple[float | None, float]]]:

@@ -16,16 +16,25 @@ regex engine costs about a tenth of a microsecond per character when a pattern s
 character class, i.e. microseconds per line; substring tests and `str.split` run in C at a
 small fraction of that. So lines are classified by substring tests, split into tokens with
 `str.split`, and regexes only ever see a short token or a rare line shape.
+
+The three loops a long log spends its time in (sorting lines by shape, tqdm redraws, reading a
+shape's lines a column at a time) also exist in C, in the optional `_speedups` extension built
+at install time where a C compiler is found. The Python code below stays the reference: the C
+loops mirror it step for step, hand anything unusual back to it, and the tests hold both to the
+same results. `RUNCTL_METRICS_PURE_PYTHON=1` turns the extension off.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import re
 from collections.abc import Iterable, Sequence
 from functools import partial
 from itertools import islice, repeat
 from operator import add, and_, eq, is_not, lshift
+from types import ModuleType
 from typing import Any, NamedTuple
 
 from runctl_tui.core.metrics.models import MetricPoint
@@ -103,6 +112,9 @@ _COUNT: Any = object()
 _KEY_BITS = 16
 """A record's key is its line's index in the batch shifted left by this, plus its place in
 the line: sorting by key puts a series' records back in the order they were written."""
+
+PURE_PYTHON_VARIABLE = "RUNCTL_METRICS_PURE_PYTHON"
+"""Set to 1 to parse without the C extension (same results, slower)."""
 
 Columns = tuple[list[float | None], list[float]]
 """One series' new points as `(steps, values)`."""
@@ -222,6 +234,8 @@ class LineMetricsParser:
             re.error: A pattern does not compile.
         """
         self._extra = [re.compile(p) for p in extra_patterns]
+        self._fast = _speedups if not self._extra else None
+        """The C loops (see the module's docstring), or None to run them in Python."""
         self._series: dict[str, list[Any]] = {}
         self._bar_tail: dict[str, str] = {}
         self._bar_shown: dict[str, dict[str, str]] = {}
@@ -231,9 +245,8 @@ class LineMetricsParser:
         self._plans: dict[bytes, _Plan | None] = {}
         self._clean: dict[bytes, _Bucket | None] = {}
         """The shapes without a marker of `_MARKERS`: `_batch` puts their lines in buckets."""
-        self._rows: dict[bytes, tuple[_Plan, re.Pattern[str] | None]] = {}
-        """The regex that reads a whole group of lines of a shape's plan (None: read line by
-        line)."""
+        self._rows: dict[bytes, tuple[_Plan, _Row | None]] = {}
+        """What reads a whole group of lines of a shape's plan (None: read line by line)."""
         self._key = 0
         self._malformed = False
         """Whether the line `_tokens` read last had a number it could not read (`0.02.18`);
@@ -288,6 +301,9 @@ class LineMetricsParser:
     ) -> None:
         """Sort a bounded number of lines into shape groups (parsed a column at a time) and
         the rest (parsed line by line into `loose`)."""
+        if self._fast is not None:
+            self._scan(self._fast, lines, pending, loose)
+            return
         line_path = self._line
         # The shapes of all lines at once: one join, encode, translate and split in C for
         # the whole batch. A line holding the separator would shift the shapes; the count
@@ -320,14 +336,43 @@ class LineMetricsParser:
         for bucket in touched:
             self._group(bucket, lines, pending)
 
+    def _scan(
+        self,
+        fast: ModuleType,
+        lines: list[str],
+        pending: dict[str, list[_Chunk]],
+        loose: dict[str, _Chunk],
+    ) -> None:
+        """`_batch` with its loop in C: `fast.scan` sorts lines into their shapes' buckets and
+        reads the lines of tqdm redraws until a line needs the general route, read here."""
+        touched: list[_Bucket] = []
+        size = len(lines)
+        index = 0
+        while index < size:
+            if not self._prev_kind:
+                index = fast.scan(self, lines, index, self._clean, _UNKNOWN, loose, touched)
+                if index >= size:
+                    break
+            self._key = index << _KEY_BITS
+            self._line(lines[index], loose)
+            index += 1
+        for bucket in touched:
+            self._group(bucket, lines, pending)
+
     def _group(self, bucket: _Bucket, lines: list[str], pending: dict[str, list[_Chunk]]) -> None:
         """Parse the lines of one shape a column at a time: one regex pass over all of them
         and `float` mapped over each value's column, all in C."""
         plan = bucket.plan
         indices = bucket[:]
         bucket.clear()
+        row = self._row(bucket.shape, plan)
+        if row is not None and self._fast is not None:
+            columns = self._fast.read_rows(row.template, lines, indices)
+            if columns:
+                self._group_chunks(plan, columns, indices, pending)
+                return
         group = list(map(lines.__getitem__, indices))
-        pattern = self._pattern(bucket.shape, plan)
+        pattern = row.pattern if row is not None else None
         if pattern is not None:
             size = len(group)
             text = "".join(group) if group[0][-1:] == "\n" else "\n".join(group)
@@ -389,55 +434,15 @@ class LineMetricsParser:
         series = self._series
         # Series in the order they first appeared (the first key of each chunk is its least).
         ordered = sorted(pending.items(), key=lambda item: min(chunk[0][0] for chunk in item[1]))
+        fast = self._fast
         for name, chunks in ordered:
-            if len(chunks) == 1:
-                keys, steps, values = chunks[0]
-            else:
-                keys = []
-                steps = []
-                values = []
-                for chunk_keys, chunk_steps, chunk_values in chunks:
-                    keys += chunk_keys
-                    steps += chunk_steps
-                    values += chunk_values
-                order = sorted(range(len(keys)), key=keys.__getitem__)
-                steps = list(map(steps.__getitem__, order))
-                values = list(map(values.__getitem__, order))
             state = series.get(name)
             if state is None:
                 state = series[name] = [0, None, None]
-            size = len(values)
-            if _COUNT not in steps:
-                # Steps given (or None: printed dicts, never compared): a point repeats the
-                # last one only if it equals the point before it (a dropped repeat equals the
-                # point kept before it), all in C.
-                if (steps[0] is not None and steps[0] == state[1] and values[0] == state[2]) or (
-                    any(map(eq, islice(steps, 1, None), steps))
-                    and any(
-                        map(
-                            and_,
-                            map(is_not, islice(steps, 1, None), repeat(None)),
-                            map(
-                                and_,
-                                map(eq, islice(steps, 1, None), steps),
-                                map(eq, islice(values, 1, None), values),
-                            ),
-                        )
-                    )
-                ):
-                    steps, values = _settle_slowly(state, steps, values)
-                else:
-                    state[0] += size
-                    state[1] = steps[-1]
-                    state[2] = values[-1]
-            elif steps.count(_COUNT) == size:
-                first = state[0] + 1
-                steps = list(map(float, range(first, first + size)))
-                state[0] += size
-                state[1] = steps[-1]
-                state[2] = values[-1]
+            if fast is not None:
+                steps, values = fast.settle(chunks, state, _COUNT)
             else:
-                steps, values = _settle_slowly(state, steps, values)
+                steps, values = _settle_series(chunks, state)
             if not values:
                 continue
             columns = out.get(name)
@@ -498,14 +503,17 @@ class LineMetricsParser:
             return
         self._slow(s, shape, out)
 
-    def _pattern(self, shape: bytes, plan: _Plan) -> re.Pattern[str] | None:
-        """The regex of a shape's plan (see `_row_pattern`), made once."""
+    def _row(self, shape: bytes, plan: _Plan) -> _Row | None:
+        """The regex and template of a shape's plan (see `_row_template`), made once."""
         cached = self._rows.get(shape)
         if cached is not None and cached[0] is plan:
             return cached[1]
-        pattern = _row_pattern(plan)
-        self._rows[shape] = (plan, pattern)
-        return pattern
+        template = _row_template(plan)
+        row = None
+        if template is not None:
+            row = _Row(re.compile(_template_regex(template), re.MULTILINE), template)
+        self._rows[shape] = (plan, row)
+        return row
 
     def _remember(self, shape: bytes, plan: _Plan | None) -> None:
         plans = self._plans
@@ -588,10 +596,10 @@ class LineMetricsParser:
 
     def _apply(self, plan: _Plan, shape: bytes, s: str, out: dict[str, _Chunk]) -> bool:
         """Parse a line with its shape's plan; False when the line does not fit it after all."""
-        pattern = self._pattern(shape, plan)
-        if pattern is None:
+        row = self._row(shape, plan)
+        if row is None:
             return False
-        match = pattern.fullmatch(s, 0, len(s) - 1 if s[-1:] == "\n" else len(s))
+        match = row.pattern.fullmatch(s, 0, len(s) - 1 if s[-1:] == "\n" else len(s))
         if match is None:
             return False
         try:
@@ -937,6 +945,68 @@ def _add_chunks(pending: dict[str, list[_Chunk]], chunks: Iterable[tuple[str, _C
             known.append(chunk)
 
 
+def _settle_series(chunks: list[_Chunk], state: list[Any]) -> tuple[list[Any], list[float]]:
+    """A series' records of a batch in line order, by the per-series rules (see `_settle`).
+
+    Args:
+        chunks: The series' (keys, steps, values) chunks, each in key order.
+        state: The series' [count, last step, last value], updated.
+    """
+    keys: list[int]
+    steps: list[Any]
+    values: list[float]
+    if len(chunks) == 1:
+        keys, steps, values = chunks[0]
+    else:
+        keys = []
+        steps = []
+        values = []
+        for chunk_keys, chunk_steps, chunk_values in chunks:
+            keys += chunk_keys
+            steps += chunk_steps
+            values += chunk_values
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        steps = list(map(steps.__getitem__, order))
+        values = list(map(values.__getitem__, order))
+    size = len(values)
+    if steps[0] is None and steps.count(None) == size:
+        # No steps (printed dicts): never compared, never counted.
+        state[0] += size
+        state[1] = None
+        state[2] = values[-1]
+    elif _COUNT not in steps:
+        # Steps given: a point repeats the last one only if it equals the point before it (a
+        # dropped repeat equals the point kept before it), all in C.
+        if (steps[0] is not None and steps[0] == state[1] and values[0] == state[2]) or (
+            any(map(eq, islice(steps, 1, None), steps))
+            and any(
+                map(
+                    and_,
+                    map(is_not, islice(steps, 1, None), repeat(None)),
+                    map(
+                        and_,
+                        map(eq, islice(steps, 1, None), steps),
+                        map(eq, islice(values, 1, None), values),
+                    ),
+                )
+            )
+        ):
+            steps, values = _settle_slowly(state, steps, values)
+        else:
+            state[0] += size
+            state[1] = steps[-1]
+            state[2] = values[-1]
+    elif steps.count(_COUNT) == size:
+        first = state[0] + 1
+        steps = list(map(float, range(first, first + size)))
+        state[0] += size
+        state[1] = steps[-1]
+        state[2] = values[-1]
+    else:
+        steps, values = _settle_slowly(state, steps, values)
+    return steps, values
+
+
 def _settle_slowly(
     state: list[Any], steps: list[Any], values: list[float]
 ) -> tuple[list[float | None], list[float]]:
@@ -967,10 +1037,23 @@ plan, or the plan would miss that series in every later line of the shape."""
 _DIGIT_RUN = re.compile(r"[0-9.]+")
 
 
-def _row_pattern(plan: _Plan) -> re.Pattern[str] | None:
-    """A regex matching the lines `plan` reads, one group per value.
+RUN, OPEN, CLOSE = 0, 1, 2
+"""Template items besides literal text: a run of digits and dots (`[0-9.]*`), the start and
+the end of a captured value."""
+Template = tuple[str | int, ...]
 
-    Lines of one shape differ only in their runs of digits and dots, so the regex is the
+
+class _Row(NamedTuple):
+    """How the lines of one shape are read: a regex (Python) and the same as a template (C)."""
+
+    pattern: re.Pattern[str]
+    template: Template
+
+
+def _row_template(plan: _Plan) -> Template | None:
+    """The lines `plan` reads, as literal text, runs of digits and dots, and captured values.
+
+    Lines of one shape differ only in their runs of digits and dots, so the template is the
     plan's sample line with those runs made variable, each value's text captured and the
     digits of keys that hold some (`top5_acc`) kept literal. A line matching it is read
     exactly as the sample was. None when the sample does not lend itself to one.
@@ -988,25 +1071,44 @@ def _row_pattern(plan: _Plan) -> re.Pattern[str] | None:
         values.append((first + begin, last + end if end is not None else last))
     literal = [(tokens[index][0], tokens[index][0] + len(prefix)) for index, prefix in plan.checks]
     marks = sorted([(a, b, True) for a, b in values] + [(a, b, False) for a, b in literal])
-    parts: list[str] = []
+    items: list[str | int] = []
     position = 0
     for start, stop, captured in marks:
         if start < position:
             return None  # overlapping spans: leave this shape to the line-by-line route
-        parts.append(_variable(text[position:start]))
+        _variable(text[position:start], items)
         piece = text[start:stop]
-        parts.append(f"({_variable(piece)})" if captured else re.escape(piece))
+        if captured:
+            items.append(OPEN)
+            _variable(piece, items)
+            items.append(CLOSE)
+        elif piece:
+            items.append(piece)
         position = stop
-    parts.append(_variable(text[position:]))
-    # No `^`: a regex starting with literal text is searched for far faster, and a match
-    # starting inside a line shows in the text between matches (see `_group`).
-    return re.compile("".join(parts) + "$", re.MULTILINE)
+    _variable(text[position:], items)
+    return tuple(items)
 
 
-def _variable(text: str) -> str:
-    """`text` as a regex in which every run of digits and dots may be any such run."""
-    pieces = _DIGIT_RUN.split(text)
-    return "[0-9.]*".join(re.escape(piece) for piece in pieces)
+def _template_regex(template: Template) -> str:
+    """A template as a regex (one group per value) for `re.MULTILINE` matching.
+
+    No `^`: a regex starting with literal text is searched for far faster, and a match starting
+    inside a line shows in the text between matches (see `LineMetricsParser._group`).
+    """
+    pieces = {RUN: "[0-9.]*", OPEN: "(", CLOSE: ")"}
+    return (
+        "".join(re.escape(item) if isinstance(item, str) else pieces[item] for item in template)
+        + "$"
+    )
+
+
+def _variable(text: str, items: list[str | int]) -> None:
+    """Add `text` to a template with every run of digits and dots made any such run."""
+    for at, piece in enumerate(_DIGIT_RUN.split(text)):
+        if at:
+            items.append(RUN)
+        if piece:
+            items.append(piece)
 
 
 def _flatten(data: dict[str, object], prefix: str, pairs: list[tuple[str, float]]) -> None:
@@ -1019,6 +1121,21 @@ def _flatten(data: dict[str, object], prefix: str, pairs: list[tuple[str, float]
             pairs.append((name, float(value)))
         elif isinstance(value, dict):
             _flatten(value, f"{name}/", pairs)
+
+
+def _load_speedups() -> ModuleType | None:
+    """The C loops, or None where the extension was not built or is turned off."""
+    if os.environ.get(PURE_PYTHON_VARIABLE, "") not in ("", "0"):
+        return None
+    try:
+        module = importlib.import_module("runctl_tui.core.metrics._speedups")
+    except ImportError:
+        return None
+    module.configure(_number, _valid_key, _IGNORED, _KEY_BITS)
+    return module
+
+
+_speedups = _load_speedups()
 
 
 def parse_lines(lines: Iterable[str], extra_patterns: Sequence[str] = ()) -> list[MetricPoint]:
