@@ -189,13 +189,13 @@ static PyObject *float_of(PyObject *line, Py_ssize_t b, Py_ssize_t e) {
     return value;
 }
 
-/* ---- records: `out[name] = (keys, steps, values)`, as LineMetricsParser._emit ---- */
+/* ---- records: `out[name] = (keys, steps, values, 0)`, as LineMetricsParser._emit ---- */
 
 static int emit(PyObject *out, PyObject *name, long long key, PyObject *step, PyObject *value) {
     PyObject *chunk = PyDict_GetItemWithError(out, name);
     if (chunk == NULL) {
         if (PyErr_Occurred()) return -1;
-        chunk = Py_BuildValue("([][][])");
+        chunk = Py_BuildValue("([][][]i)", 0);
         if (chunk == NULL) return -1;
         if (PyDict_SetItem(out, name, chunk) < 0) {
             Py_DECREF(chunk);
@@ -298,83 +298,72 @@ static int valid_key(PyObject *name) {
     return valid;
 }
 
-/* s[b:e] (ASCII) as `isdigit()` and `float()` read it: 1 with *out set; 0 when empty or not
- * all digits; -1 when all digits but too many for the buffer here (Python reads those). */
-static int ascii_digits(PyObject *s, Py_ssize_t b, Py_ssize_t e, double *out) {
-    char buf[24];
-    const int kind = PyUnicode_KIND(s);
-    const void *data = PyUnicode_DATA(s);
-    Py_ssize_t n = e - b;
-    if (n <= 0) return 0;
-    for (Py_ssize_t j = 0; j < n; j++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, b + j);
+#define AT(j) PyUnicode_READ(kind, data, (j))
+
+/* s[b:e] as `isdigit()` and `float()` read it when it is ASCII: 1 with *out set; 0 when empty
+ * or not all digits; -1 when all digits but more than 15 (Python reads those). */
+static int ascii_digits(int kind, const void *data, Py_ssize_t b, Py_ssize_t e, double *out) {
+    if (e <= b) return 0;
+    unsigned long long value = 0;
+    for (Py_ssize_t j = b; j < e; j++) {
+        Py_UCS4 c = AT(j);
         if (c < '0' || c > '9') return 0;
-        if (j < (Py_ssize_t)sizeof buf - 1) buf[j] = (char)c;
+        value = value * 10 + (c - '0'); /* wraps past 19 digits: refused below */
     }
-    if (n >= (Py_ssize_t)sizeof buf) return -1;
-    if (plain_decimal(buf, n, out)) return 1;
-    buf[n] = 0;
-    *out = PyOS_string_to_double(buf, NULL, NULL); /* digits only: cannot fail */
+    if (e - b > 15) return -1;
+    *out = (double)value; /* below 10**15 < 2**53: exact */
     return 1;
 }
 
-/* Whether s[b:e] holds a character at or above 0x80. */
-static int non_ascii(PyObject *s, Py_ssize_t b, Py_ssize_t e) {
-    if (PyUnicode_IS_ASCII(s)) return 0;
-    for (Py_ssize_t j = b; j < e; j++)
-        if (PyUnicode_READ_CHAR(s, j) >= 0x80) return 1;
-    return 0;
-}
-
 /* `LineMetricsParser._tqdm_step` for the head s[b:e]: 1 with *out set, 0 for None, -1 when the
- * head holds non-ASCII characters where Python's `isdigit` and `\d` read more digits than ASCII
- * (then Python reads it). */
+ * head holds what only Python reads alike (non-ASCII where `isdigit` and `\d` may see digits,
+ * numbers of more than 15 digits). */
 static int tqdm_step(PyObject *s, Py_ssize_t b, Py_ssize_t e, double *out) {
+    const int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
     /* counter = head[head.rfind(" ") + 1:] */
-    Py_ssize_t space = PyUnicode_FindChar(s, ' ', b, e, -1);
-    Py_ssize_t c0 = space >= 0 ? space + 1 : b;
-    if (non_ascii(s, c0, e)) return -1;
-    Py_ssize_t slash = PyUnicode_FindChar(s, '/', c0, e, 1);
-    Py_ssize_t done_end, total_at = -1;
+    Py_ssize_t c0 = e;
+    while (c0 > b && AT(c0 - 1) != ' ') c0--;
+    Py_ssize_t slash = -1;
+    for (Py_ssize_t j = c0; j < e; j++) {
+        Py_UCS4 c = AT(j);
+        if (c >= 0x80) return -1;
+        if (c == '/' && slash < 0) slash = j;
+    }
+    Py_ssize_t done_end = e, total_at = -1;
     if (slash >= 0) {
         done_end = slash;
         total_at = slash + 1;
-    } else {
-        done_end = e;
-        if (e - c0 >= 2 && PyUnicode_READ_CHAR(s, e - 2) == 'i' && PyUnicode_READ_CHAR(s, e - 1) == 't')
-            done_end = e - 2;
+    } else if (e - c0 >= 2 && AT(e - 2) == 'i' && AT(e - 1) == 't') {
+        done_end = e - 2;
     }
     double step, total;
-    int digits = ascii_digits(s, c0, done_end, &step);
+    int digits = ascii_digits(kind, data, c0, done_end, &step);
     if (digits <= 0) return digits; /* not `isdigit()`: None */
-    digits = total_at >= 0 ? ascii_digits(s, total_at, e, &total) : 0;
+    digits = total_at >= 0 ? ascii_digits(kind, data, total_at, e, &total) : 0;
     if (digits < 0) return -1;
-    if (digits && find(s, "poch", b, e) >= 0) {
-        /* `[Ee]poch[ _:=]*(\d+)`, searched before the bar's first "|" */
-        Py_ssize_t bar = PyUnicode_FindChar(s, '|', b, e, 1);
-        Py_ssize_t limit = bar >= 0 ? bar : e, at = b;
+    if (digits) {
+        /* `[Ee]poch[ _:=]*(\d+)`, searched before the bar's first "|" (Python looks only
+         * when "poch" is in the head; where it is not, the epoch is 0 here and adds 0). */
+        Py_ssize_t limit = b;
+        while (limit < e && AT(limit) != '|') limit++;
         double epoch = 0;
-        for (;;) {
-            Py_ssize_t hit = find(s, "poch", at, limit);
-            if (hit < 0) break;
-            at = hit + 1;
-            if (hit == b) continue;
-            Py_UCS4 first = PyUnicode_READ_CHAR(s, hit - 1);
+        for (Py_ssize_t hit = b + 1; hit + 4 <= limit; hit++) {
+            if (AT(hit) != 'p' || AT(hit + 1) != 'o' || AT(hit + 2) != 'c' || AT(hit + 3) != 'h')
+                continue;
+            Py_UCS4 first = AT(hit - 1);
             if (first != 'E' && first != 'e') continue;
             Py_ssize_t j = hit + 4;
-            while (j < limit) {
-                Py_UCS4 c = PyUnicode_READ_CHAR(s, j);
-                if (c != ' ' && c != '_' && c != ':' && c != '=') break;
+            while (j < limit && (AT(j) == ' ' || AT(j) == '_' || AT(j) == ':' || AT(j) == '='))
                 j++;
-            }
             if (j >= limit) continue;
-            Py_UCS4 c = PyUnicode_READ_CHAR(s, j);
-            if (c >= 0x80) return -1; /* `\\d` may take it */
+            Py_UCS4 c = AT(j);
+            if (c >= 0x80) return -1; /* `\d` may take it */
             if (c < '0' || c > '9') continue;
             Py_ssize_t k = j;
-            while (k < limit && PyUnicode_READ_CHAR(s, k) >= '0' && PyUnicode_READ_CHAR(s, k) <= '9') k++;
-            if (k < limit && PyUnicode_READ_CHAR(s, k) >= 0x80) return -1;
-            if (k - j > 15 || ascii_digits(s, j, k, &epoch) != 1) return -1;
+            while (k < limit && AT(k) >= '0' && AT(k) <= '9') k++;
+            if (k < limit && AT(k) >= 0x80) return -1;
+            if (ascii_digits(kind, data, j, k, &epoch) != 1) return -1;
             break;
         }
         step += epoch * total;
@@ -382,6 +371,8 @@ static int tqdm_step(PyObject *s, Py_ssize_t b, Py_ssize_t e, double *out) {
     *out = step;
     return 1;
 }
+
+#undef AT
 
 /* `LineMetricsParser._tqdm` for one part s = line[b:e] whose last " [" is at `start` and the
  * "]" after it at `end` (see `tqdm_part`). Returns 0, or -1 on an error. */
@@ -812,11 +803,9 @@ static unsigned char KEEP[256];
         }                                                                                          \
     } while (0)
 
-static PyObject *shape_of(const Text *t, char *stack, Py_ssize_t stack_size, int *plain) {
+/* The shape of a line into `buf` (room for 4 bytes a character); returns its length. */
+static Py_ssize_t shape_into(const Text *t, char *buf, int *plain) {
     const Py_ssize_t len = t->len;
-    Py_ssize_t cap = len * 4;
-    char *buf = cap <= stack_size ? stack : PyMem_Malloc(cap ? cap : 1);
-    if (buf == NULL) return PyErr_NoMemory();
     Py_ssize_t n = 0;
     int bad = 0;
     switch (t->kind) {
@@ -843,7 +832,14 @@ static PyObject *shape_of(const Text *t, char *stack, Py_ssize_t stack_size, int
         break;
     }
     *plain = !bad;
-    PyObject *shape = PyBytes_FromStringAndSize(buf, n);
+    return n;
+}
+
+static PyObject *shape_of(const Text *t, char *stack, Py_ssize_t stack_size, int *plain) {
+    Py_ssize_t cap = t->len * 4;
+    char *buf = cap <= stack_size ? stack : PyMem_Malloc(cap ? cap : 1);
+    if (buf == NULL) return PyErr_NoMemory();
+    PyObject *shape = PyBytes_FromStringAndSize(buf, shape_into(t, buf, plain));
     if (buf != stack) PyMem_Free(buf);
     return shape;
 }
@@ -868,23 +864,135 @@ static PyObject *py_shape(PyObject *self, PyObject *line) {
     return shape_of(&t, stack, sizeof stack, &plain);
 }
 
-/* scan(parser, lines, start, clean, unknown, loose, touched) -> index of the first line at or
- * after `start` that Python must read by the general route, or len(lines).
+/* ---- ShapeTable: the clean shapes seen, found without building their bytes ---- */
+
+/* A cache in front of the parser's `_clean` dict (shape bytes -> bucket or None), probed with
+ * a shape still in a C buffer: hashing and looking up a new bytes object per line cost more
+ * than all the rest of a prose line. Entries are only ever added from `_clean` and a shape's
+ * entry there never changes until `_clean` is cleared, when the parser clears this too. */
+typedef struct {
+    unsigned long long hash;
+    PyObject *shape;  /* bytes, owned */
+    PyObject *bucket; /* the `_clean` value (a bucket list or None), owned */
+} ShapeEntry;
+
+#define TABLE_SLOTS 16384 /* twice MAX_SHAPES rounded up: probes stay short */
+
+typedef struct {
+    PyObject_HEAD
+    ShapeEntry *slots;
+    Py_ssize_t used;
+} ShapeTable;
+
+static unsigned long long shape_hash(const char *p, Py_ssize_t n) {
+    unsigned long long h = 0x9E3779B97F4A7C15ULL ^ (unsigned long long)n;
+    while (n >= 8) {
+        unsigned long long w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0x100000001B3ULL;
+        h ^= h >> 29;
+        p += 8;
+        n -= 8;
+    }
+    unsigned long long w = 0;
+    memcpy(&w, p, (size_t)n);
+    h = (h ^ w) * 0x100000001B3ULL;
+    h ^= h >> 32;
+    return h;
+}
+
+static void table_clear(ShapeTable *t) {
+    if (t->slots == NULL) return;
+    for (Py_ssize_t i = 0; i < TABLE_SLOTS; i++) {
+        Py_CLEAR(t->slots[i].shape);
+        Py_CLEAR(t->slots[i].bucket);
+    }
+    t->used = 0;
+}
+
+/* The entry for shape p[:n], or NULL. */
+static ShapeEntry *table_find(ShapeTable *t, const char *p, Py_ssize_t n, unsigned long long h) {
+    for (Py_ssize_t i = (Py_ssize_t)(h & (TABLE_SLOTS - 1));; i = (i + 1) & (TABLE_SLOTS - 1)) {
+        ShapeEntry *e = &t->slots[i];
+        if (e->shape == NULL) return NULL;
+        if (e->hash == h && PyBytes_GET_SIZE(e->shape) == n &&
+            memcmp(PyBytes_AS_STRING(e->shape), p, (size_t)n) == 0)
+            return e;
+    }
+}
+
+/* Remember shape -> bucket; a full table (past half) is started over. */
+static void table_add(ShapeTable *t, PyObject *shape, PyObject *bucket, unsigned long long h) {
+    if (t->used >= TABLE_SLOTS / 2) table_clear(t);
+    Py_ssize_t i = (Py_ssize_t)(h & (TABLE_SLOTS - 1));
+    while (t->slots[i].shape != NULL) i = (i + 1) & (TABLE_SLOTS - 1);
+    t->slots[i].hash = h;
+    t->slots[i].shape = Py_NewRef(shape);
+    t->slots[i].bucket = Py_NewRef(bucket);
+    t->used++;
+}
+
+static PyObject *table_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    ShapeTable *t = (ShapeTable *)type->tp_alloc(type, 0);
+    if (t == NULL) return NULL;
+    t->slots = PyMem_Calloc(TABLE_SLOTS, sizeof(ShapeEntry));
+    if (t->slots == NULL) {
+        Py_DECREF(t);
+        return PyErr_NoMemory();
+    }
+    return (PyObject *)t;
+}
+
+static void table_dealloc(ShapeTable *t) {
+    table_clear(t);
+    PyMem_Free(t->slots);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static PyObject *table_py_clear(ShapeTable *t, PyObject *unused) {
+    table_clear(t);
+    Py_RETURN_NONE;
+}
+
+static Py_ssize_t table_len(ShapeTable *t) { return t->used; }
+
+static PyMethodDef table_methods[] = {
+    {"clear", (PyCFunction)table_py_clear, METH_NOARGS, "Forget every shape."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods table_as_sequence = {.sq_length = (lenfunc)table_len};
+
+static PyTypeObject ShapeTableType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "runctl_tui.core.metrics._speedups.ShapeTable",
+    .tp_basicsize = sizeof(ShapeTable),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The clean shapes a scan has found in the parser's `_clean` dict, by their bytes.",
+    .tp_new = table_new,
+    .tp_dealloc = (destructor)table_dealloc,
+    .tp_methods = table_methods,
+    .tp_as_sequence = &table_as_sequence,
+};
+
+/* scan(parser, lines, start, clean, unknown, loose, touched, table) -> index of the first line
+ * at or after `start` that Python must read by the general route, or len(lines). `table` is the
+ * parser's ShapeTable over `clean`.
  *
  * As the loop of `LineMetricsParser._batch` with nothing pending in `_prev_kind`: a line of a
  * clean shape joins its shape's bucket (a bucket getting its first line is added to
  * `touched`); a line of a shape known to hold no metric is passed over; a line of tqdm
  * redraws only is read into `loose` with keys from its index; the scan stops at any other. */
 static PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 7 || !PyList_Check(args[1]) || !PyDict_Check(args[3]) || !PyDict_Check(args[5]) ||
-        !PyList_Check(args[6])) {
+    if (nargs != 8 || !PyList_Check(args[1]) || !PyDict_Check(args[3]) || !PyDict_Check(args[5]) ||
+        !PyList_Check(args[6]) || !PyObject_TypeCheck(args[7], &ShapeTableType)) {
         PyErr_SetString(PyExc_TypeError,
                         "scan(parser, lines: list, start: int, clean: dict, unknown, loose: dict, "
-                        "touched: list)");
+                        "touched: list, table: ShapeTable)");
         return NULL;
     }
     PyObject *parser = args[0], *lines = args[1], *clean = args[3], *unknown = args[4];
     PyObject *loose = args[5], *touched = args[6];
+    ShapeTable *table = (ShapeTable *)args[7];
     Py_ssize_t start = PyLong_AsSsize_t(args[2]);
     if (start == -1 && PyErr_Occurred()) return NULL;
     char stack[4096];
@@ -907,17 +1015,31 @@ static PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         Text t;
         text_of(line, &t);
         int plain;
-        PyObject *shape = shape_of(&t, stack, sizeof stack, &plain);
-        if (shape == NULL) goto fail;
-        if (!plain) {
-            Py_DECREF(shape);
-            goto stop;
+        char *buf = stack;
+        if (t.len * 4 > (Py_ssize_t)sizeof stack && (buf = PyMem_Malloc(t.len * 4)) == NULL) {
+            PyErr_NoMemory();
+            goto fail;
         }
-        PyObject *bucket = PyDict_GetItemWithError(clean, shape);
-        Py_DECREF(shape);
+        Py_ssize_t n = shape_into(&t, buf, &plain);
+        PyObject *bucket = NULL;
+        if (plain) {
+            unsigned long long h = shape_hash(buf, n);
+            ShapeEntry *entry = table_find(table, buf, n, h);
+            if (entry != NULL) {
+                bucket = entry->bucket;
+            } else {
+                PyObject *shape = PyBytes_FromStringAndSize(buf, n);
+                if (shape != NULL) {
+                    bucket = PyDict_GetItemWithError(clean, shape);
+                    if (bucket != NULL) table_add(table, shape, bucket, h);
+                    Py_DECREF(shape);
+                }
+            }
+        }
+        if (buf != stack) PyMem_Free(buf);
         if (bucket == NULL) {
             if (PyErr_Occurred()) goto fail;
-            goto stop; /* a shape not seen before */
+            goto stop; /* a shape not seen before, or a line for the general route */
         }
         if (bucket == Py_None) continue; /* a shape known to hold no metric */
         if (bucket == unknown || !PyList_Check(bucket)) goto stop;
@@ -1065,7 +1187,8 @@ static int equal(PyObject *a, PyObject *b) {
 
 /* settle(chunks, state, count) -> (steps, values): `_settle_slowly` over a series' chunks.
  *
- * `chunks` is a list of (keys, steps, values), each in key order; their records are merged
+ * `chunks` is a list of (keys, steps, values, offset), each in key order (a record's key is its
+ * entry in keys plus the chunk's offset); their records are merged
  * into key order (the order they were written), then: a step that is `count` is the series'
  * next count; a record with the same step (not None) and value as the record kept before it
  * is dropped. `state` is the series' [count, last step, last value], updated. */
@@ -1085,22 +1208,25 @@ static PyObject *py_settle(PyObject *self, PyObject *const *args, Py_ssize_t nar
     PyObject **key_lists = k <= 64 ? keys : PyMem_Malloc(sizeof(PyObject *) * k);
     Py_ssize_t *cursor = PyMem_Calloc(k ? k : 1, sizeof(Py_ssize_t));
     long long *heads = PyMem_Malloc(sizeof(long long) * (k ? k : 1));
+    long long *offsets = PyMem_Malloc(sizeof(long long) * (k ? k : 1));
     PyObject *out_steps = PyList_New(0), *out_values = PyList_New(0);
     PyObject *result = NULL;
-    if (key_lists == NULL || cursor == NULL || heads == NULL || out_steps == NULL ||
+    if (key_lists == NULL || cursor == NULL || heads == NULL || offsets == NULL || out_steps == NULL ||
         out_values == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     for (Py_ssize_t c = 0; c < k; c++) {
         PyObject *chunk = PyList_GET_ITEM(chunks, c);
-        if (!PyTuple_Check(chunk) || PyTuple_GET_SIZE(chunk) != 3 ||
+        if (!PyTuple_Check(chunk) || PyTuple_GET_SIZE(chunk) != 4 ||
             !PyList_Check(PyTuple_GET_ITEM(chunk, 0)) || !PyList_Check(PyTuple_GET_ITEM(chunk, 1)) ||
             !PyList_Check(PyTuple_GET_ITEM(chunk, 2))) {
-            PyErr_SetString(PyExc_TypeError, "settle: a chunk is (keys, steps, values)");
+            PyErr_SetString(PyExc_TypeError, "settle: a chunk is (keys, steps, values, offset)");
             goto done;
         }
         key_lists[c] = PyTuple_GET_ITEM(chunk, 0);
+        offsets[c] = PyLong_AsLongLong(PyTuple_GET_ITEM(chunk, 3));
+        if (offsets[c] == -1 && PyErr_Occurred()) goto done;
         Py_ssize_t n = PyList_GET_SIZE(key_lists[c]);
         if (PyList_GET_SIZE(PyTuple_GET_ITEM(chunk, 1)) != n ||
             PyList_GET_SIZE(PyTuple_GET_ITEM(chunk, 2)) != n) {
@@ -1109,6 +1235,7 @@ static PyObject *py_settle(PyObject *self, PyObject *const *args, Py_ssize_t nar
         }
         heads[c] = n ? PyLong_AsLongLong(PyList_GET_ITEM(key_lists[c], 0)) : 0;
         if (heads[c] == -1 && PyErr_Occurred()) goto done;
+        heads[c] += offsets[c];
     }
     long long count = PyLong_AsLongLong(PyList_GET_ITEM(state, 0));
     if (count == -1 && PyErr_Occurred()) goto done;
@@ -1127,6 +1254,7 @@ static PyObject *py_settle(PyObject *self, PyObject *const *args, Py_ssize_t nar
         if (cursor[best] < PyList_GET_SIZE(key_lists[best])) {
             heads[best] = PyLong_AsLongLong(PyList_GET_ITEM(key_lists[best], cursor[best]));
             if (heads[best] == -1 && PyErr_Occurred()) goto fail_last;
+            heads[best] += offsets[best];
         }
         PyObject *step = PyList_GET_ITEM(PyTuple_GET_ITEM(chunk, 1), at_);
         PyObject *value = PyList_GET_ITEM(PyTuple_GET_ITEM(chunk, 2), at_);
@@ -1163,6 +1291,7 @@ done:
     if (key_lists != keys) PyMem_Free(key_lists);
     PyMem_Free(cursor);
     PyMem_Free(heads);
+    PyMem_Free(offsets);
     Py_XDECREF(out_steps);
     Py_XDECREF(out_values);
     return result;
@@ -1187,8 +1316,8 @@ static PyMethodDef methods[] = {
     {"configure", (PyCFunction)(void (*)(void))py_configure, METH_FASTCALL,
      "configure(number, valid_key, ignored, key_bits): what the C routes share with lines.py."},
     {"scan", (PyCFunction)(void (*)(void))py_scan, METH_FASTCALL,
-     "scan(parser, lines, start, clean, unknown, loose, touched) -> index of the next line for "
-     "the general route."},
+     "scan(parser, lines, start, clean, unknown, loose, touched, table) -> index of the next "
+     "line for the general route."},
     {"read_rows", (PyCFunction)(void (*)(void))py_read_rows, METH_FASTCALL,
      "read_rows(template, lines, indices) -> value columns, or None."},
     {"settle", (PyCFunction)(void (*)(void))py_settle, METH_FASTCALL,
@@ -1224,5 +1353,14 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         KEEP[c] = (unsigned char)((!((c >= '0' && c <= '9') || c == '.')) | ((c == 0 || c == '\r' || c == 0x1b) << 1));
     if ((op_run = PyLong_FromLong(RUN)) == NULL || (op_open = PyLong_FromLong(OPEN)) == NULL)
         return NULL;
-    return PyModule_Create(&module);
+    if (PyType_Ready(&ShapeTableType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&ShapeTableType);
+    if (PyModule_AddObject(m, "ShapeTable", (PyObject *)&ShapeTableType) < 0) {
+        Py_DECREF(&ShapeTableType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

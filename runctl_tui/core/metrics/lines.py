@@ -118,8 +118,9 @@ PURE_PYTHON_VARIABLE = "RUNCTL_METRICS_PURE_PYTHON"
 
 Columns = tuple[list[float | None], list[float]]
 """One series' new points as `(steps, values)`."""
-_Chunk = tuple[list[int], list[Any], list[float]]
-"""Records of one series not yet counted: (keys, steps or `_COUNT`, values)."""
+_Chunk = tuple[list[int], list[Any], list[float], int]
+"""Records of one series not yet counted: (keys, steps or `_COUNT`, values, offset); a
+record's key is its entry in keys plus the offset (columns of one group share their keys)."""
 
 
 class _Plan(NamedTuple):
@@ -236,6 +237,8 @@ class LineMetricsParser:
         self._extra = [re.compile(p) for p in extra_patterns]
         self._fast = _speedups if not self._extra else None
         """The C loops (see the module's docstring), or None to run them in Python."""
+        self._table = self._fast.ShapeTable() if self._fast is not None else None
+        """The C loops' cache of `_clean`, cleared with it."""
         self._series: dict[str, list[Any]] = {}
         self._bar_tail: dict[str, str] = {}
         self._bar_shown: dict[str, dict[str, str]] = {}
@@ -350,7 +353,9 @@ class LineMetricsParser:
         index = 0
         while index < size:
             if not self._prev_kind:
-                index = fast.scan(self, lines, index, self._clean, _UNKNOWN, loose, touched)
+                index = fast.scan(
+                    self, lines, index, self._clean, _UNKNOWN, loose, touched, self._table
+                )
                 if index >= size:
                     break
             self._key = index << _KEY_BITS
@@ -420,20 +425,22 @@ class LineMetricsParser:
         columns = [(name, values[at]) for name, at in plan.metrics]
         if plan.epoch_at >= 0 and plan.step_at >= 0:
             columns.append(("epoch", values[plan.epoch_at]))
-        _add_chunks(
-            pending,
-            (
-                (name, (list(map(add, keys, repeat(place))) if place else keys, steps, column))
-                for place, (name, column) in enumerate(columns)
-            ),
-        )
+        for place, (name, column) in enumerate(columns):
+            chunk = (keys, steps, column, place)
+            known = pending.get(name)
+            if known is None:
+                pending[name] = [chunk]
+            else:
+                known.append(chunk)
 
     def _settle(self, pending: dict[str, list[_Chunk]], out: dict[str, Columns]) -> None:
         """Put each series' chunks in line order and apply the per-series rules: a step
         counted where the line gave none, the same (step, value) twice is one point."""
         series = self._series
         # Series in the order they first appeared (the first key of each chunk is its least).
-        ordered = sorted(pending.items(), key=lambda item: min(chunk[0][0] for chunk in item[1]))
+        ordered = sorted(
+            pending.items(), key=lambda item: min(chunk[0][0] + chunk[3] for chunk in item[1])
+        )
         fast = self._fast
         for name, chunks in ordered:
             state = series.get(name)
@@ -525,6 +532,8 @@ class LineMetricsParser:
             plans.clear()  # unbounded variety (hashes, paths): start over, stay bounded
             self._clean.clear()
             self._rows.clear()
+            if self._table is not None:
+                self._table.clear()
         plans[shape] = plan
         if not any(marker in shape for marker in _MARKERS):
             self._clean[shape] = _Bucket(plan, shape) if plan is not None else None
@@ -569,7 +578,7 @@ class LineMetricsParser:
         # column at a time and applies the per-series rules.
         chunk = out.get(name)
         if chunk is None:
-            chunk = out[name] = ([], [], [])
+            chunk = out[name] = ([], [], [], 0)
         chunk[0].append(self._key)
         self._key += 1
         chunk[1].append(_COUNT if step is None and count else step)
@@ -850,7 +859,7 @@ class LineMetricsParser:
             # `_emit(key, step, value, out, False)`, inlined: once per value a bar shows.
             chunk = out.get(key)
             if chunk is None:
-                chunk = out[key] = ([], [], [])
+                chunk = out[key] = ([], [], [], 0)
             chunk[0].append(self._key)
             self._key += 1
             chunk[1].append(step)
@@ -956,13 +965,13 @@ def _settle_series(chunks: list[_Chunk], state: list[Any]) -> tuple[list[Any], l
     steps: list[Any]
     values: list[float]
     if len(chunks) == 1:
-        keys, steps, values = chunks[0]
+        keys, steps, values, _ = chunks[0]
     else:
         keys = []
         steps = []
         values = []
-        for chunk_keys, chunk_steps, chunk_values in chunks:
-            keys += chunk_keys
+        for chunk_keys, chunk_steps, chunk_values, offset in chunks:
+            keys += map(add, chunk_keys, repeat(offset)) if offset else chunk_keys
             steps += chunk_steps
             values += chunk_values
         order = sorted(range(len(keys)), key=keys.__getitem__)
