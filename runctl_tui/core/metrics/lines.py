@@ -958,7 +958,7 @@ def _settle_series(chunks: list[_Chunk], state: list[Any]) -> tuple[list[Any], l
     """A series' records of a batch in line order, by the per-series rules (see `_settle`).
 
     Args:
-        chunks: The series' (keys, steps, values) chunks, each in key order.
+        chunks: The series' (keys, steps, values, offset) chunks, each in key order.
         state: The series' [count, last step, last value], updated.
     """
     keys: list[int]
@@ -1046,20 +1046,20 @@ plan, or the plan would miss that series in every later line of the shape."""
 _DIGIT_RUN = re.compile(r"[0-9.]+")
 
 
-RUN, OPEN, CLOSE = 0, 1, 2
+_RUN, _OPEN, _CLOSE = 0, 1, 2
 """Template items besides literal text: a run of digits and dots (`[0-9.]*`), the start and
 the end of a captured value."""
-Template = tuple[str | int, ...]
+_Template = tuple[str | int, ...]
 
 
 class _Row(NamedTuple):
     """How the lines of one shape are read: a regex (Python) and the same as a template (C)."""
 
     pattern: re.Pattern[str]
-    template: Template
+    template: _Template
 
 
-def _row_template(plan: _Plan) -> Template | None:
+def _row_template(plan: _Plan) -> _Template | None:
     """The lines `plan` reads, as literal text, runs of digits and dots, and captured values.
 
     Lines of one shape differ only in their runs of digits and dots, so the template is the
@@ -1088,9 +1088,9 @@ def _row_template(plan: _Plan) -> Template | None:
         _variable(text[position:start], items)
         piece = text[start:stop]
         if captured:
-            items.append(OPEN)
+            items.append(_OPEN)
             _variable(piece, items)
-            items.append(CLOSE)
+            items.append(_CLOSE)
         elif piece:
             items.append(piece)
         position = stop
@@ -1098,13 +1098,13 @@ def _row_template(plan: _Plan) -> Template | None:
     return tuple(items)
 
 
-def _template_regex(template: Template) -> str:
+def _template_regex(template: _Template) -> str:
     """A template as a regex (one group per value) for `re.MULTILINE` matching.
 
     No `^`: a regex starting with literal text is searched for far faster, and a match starting
     inside a line shows in the text between matches (see `LineMetricsParser._group`).
     """
-    pieces = {RUN: "[0-9.]*", OPEN: "(", CLOSE: ")"}
+    pieces = {_RUN: "[0-9.]*", _OPEN: "(", _CLOSE: ")"}
     return (
         "".join(re.escape(item) if isinstance(item, str) else pieces[item] for item in template)
         + "$"
@@ -1115,7 +1115,7 @@ def _variable(text: str, items: list[str | int]) -> None:
     """Add `text` to a template with every run of digits and dots made any such run."""
     for at, piece in enumerate(_DIGIT_RUN.split(text)):
         if at:
-            items.append(RUN)
+            items.append(_RUN)
         if piece:
             items.append(piece)
 
