@@ -18,11 +18,10 @@ redraws per line. The captures hold about 2.2 points and 3.1 redraws per line, t
 about 2.0 points and 0.5 redraws (fewer of the captures' lines hold a point, 38% against 60%,
 but those hold more), so per line the mix is not heavier than real output and is kept.
 
-The parser reads lines of one shape (the same statement printing other numbers) a column at
-a time: one regex pass over all of them and `float` over each value's column, in C. What it
-cannot batch is read line by line: progress-bar redraws above all. So the bench also prints
-the parser's cost per kind of line (each kind parsed on its own, as lines/s and its share of
-the whole), which shows where the time goes.
+The parser's hot loops run in C where its extension was built (see lines.py); the bench also
+prints the same parser without them (pure Python), its cost per kind of line (each kind parsed
+on its own, as lines/s and its share of the whole, which shows where the time goes) and its
+speed on the real captures of tests/data repeated into a log of their own.
 
 Run: .venv/bin/python bench/metrics.py [--lines N] [--rounds N] [--keep]
 """
@@ -36,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from runctl_tui.core.metrics import lines as lines_module
 from runctl_tui.core.metrics.lines import LineMetricsParser
 
 
@@ -111,9 +111,16 @@ def plain(path: Path) -> tuple[float, int]:
     return time.process_time() - start, count
 
 
-def parse(path: Path) -> tuple[float, int]:
-    """The parser over the same lines; returns (seconds, points found)."""
-    parser = LineMetricsParser()
+def parse(path: Path, *, pure: bool = False) -> tuple[float, int]:
+    """The parser over the same lines (`pure`: without its C loops); returns (seconds, points
+    found)."""
+    saved = lines_module._speedups
+    if pure:
+        lines_module._speedups = None
+    try:
+        parser = LineMetricsParser()
+    finally:
+        lines_module._speedups = saved
     start = time.process_time()
     points = 0
     with open(path, encoding="utf-8", errors="replace", newline="\n") as fh:
@@ -198,7 +205,20 @@ def main() -> None:
         for _ in range(opts.rounds - 1):
             base_s = min(base_s, plain(path)[0])
             parse_s = min(parse_s, parse(path)[0])
+        pure_s = min(parse(path, pure=True)[0] for _ in range(2))
         kinds = by_kind(path)
+        # The real captures, repeated into a log of their own: output as the libraries print it.
+        captures = path.with_suffix(".captures.log")
+        copies = max(1, opts.lines // 5 // len(real_lines()))
+        captures.write_text("".join(real_lines()) * copies, encoding="utf-8")
+        try:
+            real_base, real_count = plain(captures)
+            real_parse = parse(captures)[0]
+            for _ in range(opts.rounds - 1):
+                real_base = min(real_base, plain(captures)[0])
+                real_parse = min(real_parse, parse(captures)[0])
+        finally:
+            captures.unlink(missing_ok=True)
         with open(path, encoding="utf-8", errors="replace", newline="\n") as fh:
             sample = [line for _, line in zip(range(20_000), fh, strict=False)]
         ours = mix(sample)
@@ -208,6 +228,10 @@ def main() -> None:
         print(
             f"LineMetricsParser:    {count / parse_s:,.0f} lines/s ({parse_s:.2f} s), "
             f"{points:,} points"
+        )
+        print(
+            f"  the same without its C loops (pure Python): {count / pure_s:,.0f} lines/s "
+            f"({pure_s:.2f} s, {pure_s / parse_s:.1f}x the time)"
         )
         total = sum(seconds for _, _, seconds in kinds)
         for kind, lines, seconds in sorted(kinds, key=lambda item: -item[2]):
@@ -223,6 +247,11 @@ def main() -> None:
                 f"mix of {label}: {per_line:.2f} points/line, {redraws:.2f} bar redraws/line, "
                 f"{share:.0%} of lines hold a point"
             )
+        print(
+            f"real captures repeated to {real_count:,} lines: plain {real_count / real_base:,.0f} "
+            f"lines/s, parser {real_count / real_parse:,.0f} lines/s "
+            f"({real_parse / real_base:.1f}x plain iteration)"
+        )
         ratio = parse_s / base_s
         verdict = "OK" if count / parse_s >= 300_000 and ratio <= 5 else "BELOW TARGET"
         print(

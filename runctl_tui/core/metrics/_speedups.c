@@ -24,11 +24,13 @@
 static PyObject *tqdm_step_name;   /* "_tqdm_step" */
 static PyObject *number_func;      /* lines._number */
 static PyObject *ignored_keys;     /* lines._IGNORED */
+static PyObject *count_marker;     /* lines._COUNT */
 static PyObject *valid_key_func;   /* lines._valid_key */
 static int key_bits = 16;
 
 static PyObject *str_tqdm_tail, *str_tqdm_steps, *str_tqdm_shown, *str_empty;
-static PyObject *str_bar_tail, *str_bar_shown, *str_keras, *str_keras_epoch;
+static PyObject *str_bar_tail, *str_bar_shown, *str_keras, *str_keras_epoch, *str_plans, *str_rows;
+static PyObject *str_step_at, *str_epoch_at, *str_dict_mode, *str_metrics, *str_template, *str_epoch;
 static PyObject *str_dash, *str_space, *str_backspace; /* " - ", " ", "\b" */
 
 #define MAX_TQDM_HEADS 4096
@@ -42,6 +44,8 @@ typedef struct {
     const void *data;
     Py_ssize_t len;
 } Text;
+
+static Py_ssize_t shape_into(const Text *t, char *buf, int *plain);
 
 static inline void text_of(PyObject *s, Text *t) {
     t->ascii = PyUnicode_IS_ASCII(s);
@@ -212,6 +216,65 @@ static int emit(PyObject *out, PyObject *name, long long key, PyObject *step, Py
     return PyList_Append(PyTuple_GET_ITEM(chunk, 2), value);
 }
 
+/* ---- rows of one shape ---- */
+
+/* A template is a tuple of items: a str is literal text, 0 a run of digits and dots
+ * (`[0-9.]*`), 1 the start and 2 the end of a captured value. */
+enum { RUN = 0, OPEN = 1, CLOSE = 2 };
+static PyObject *op_run, *op_open; /* the int objects of RUN and OPEN, to spot them by identity */
+
+#define MAX_VALUES 64
+
+/* Match line[pos:end] (less one final "\n") against the template, as the template's regex
+ * `fullmatch`es it; store each captured value's span. Returns the number of values, or -1 when
+ * the text does not match. */
+static int match_range(PyObject *line, Py_ssize_t pos, Py_ssize_t end, PyObject *tmpl,
+                       Py_ssize_t *spans) {
+    const int kind = PyUnicode_KIND(line);
+    const void *data = PyUnicode_DATA(line);
+    const Py_ssize_t start = pos;
+    int values = 0;
+    if (end > start && PyUnicode_READ(kind, data, end - 1) == '\n') end--;
+    Py_ssize_t items = PyTuple_GET_SIZE(tmpl);
+    for (Py_ssize_t k = 0; k < items; k++) {
+        PyObject *item = PyTuple_GET_ITEM(tmpl, k);
+        if (PyUnicode_Check(item)) {
+            Py_ssize_t n = PyUnicode_GET_LENGTH(item);
+            if (pos + n > end) return -1;
+            int item_kind = PyUnicode_KIND(item);
+            const void *item_data = PyUnicode_DATA(item);
+            if (item_kind == kind) {
+                if (memcmp((const char *)data + pos * kind, item_data, (size_t)(n * kind))) return -1;
+            } else {
+                for (Py_ssize_t j = 0; j < n; j++)
+                    if (PyUnicode_READ(kind, data, pos + j) != PyUnicode_READ(item_kind, item_data, j))
+                        return -1;
+            }
+            pos += n;
+        } else {
+            long op = item == op_run ? RUN : item == op_open ? OPEN : PyLong_AsLong(item);
+            if (op == RUN) {
+                while (pos < end) {
+                    Py_UCS4 c = PyUnicode_READ(kind, data, pos);
+                    if (!((c >= '0' && c <= '9') || c == '.')) break;
+                    pos++;
+                }
+            } else if (op == OPEN) {
+                if (values >= MAX_VALUES) return -1;
+                spans[2 * values] = pos;
+            } else {
+                spans[2 * values + 1] = pos;
+                values++;
+            }
+        }
+    }
+    return pos == end ? values : -1;
+}
+
+static int match_row(PyObject *line, PyObject *tmpl, Py_ssize_t *spans) {
+    return match_range(line, 0, PyUnicode_GET_LENGTH(line), tmpl, spans);
+}
+
 /* ---- the parser's progress-bar state, read once per call ---- */
 
 /* The parser attributes the bar routes read and write. Only these routes run while a C call
@@ -222,7 +285,7 @@ typedef struct {
     PyObject *parser;
     PyObject *tqdm_tail; /* str, owned: `_tqdm_tail` */
     int tqdm_tail_changed;
-    PyObject *tqdm_steps, *tqdm_shown, *bar_tail, *bar_shown, *keras_epoch; /* owned */
+    PyObject *tqdm_steps, *tqdm_shown, *bar_tail, *bar_shown, *keras_epoch, *plans, *rows; /* owned */
 } Bars;
 
 static void bars_init(Bars *st, PyObject *parser) {
@@ -238,11 +301,14 @@ static int bars_load(Bars *st) {
     st->bar_tail = PyObject_GetAttr(st->parser, str_bar_tail);
     st->bar_shown = PyObject_GetAttr(st->parser, str_bar_shown);
     st->keras_epoch = PyObject_GetAttr(st->parser, str_keras_epoch);
+    st->plans = PyObject_GetAttr(st->parser, str_plans);
+    st->rows = PyObject_GetAttr(st->parser, str_rows);
     if (!st->tqdm_tail || !st->tqdm_steps || !st->tqdm_shown || !st->bar_tail || !st->bar_shown ||
-        !st->keras_epoch)
+        !st->keras_epoch || !st->plans || !st->rows)
         return -1;
     if (!PyUnicode_Check(st->tqdm_tail) || !PyDict_Check(st->tqdm_steps) || !PyDict_Check(st->tqdm_shown) ||
-        !PyDict_Check(st->bar_tail) || !PyDict_Check(st->bar_shown)) {
+        !PyDict_Check(st->bar_tail) || !PyDict_Check(st->bar_shown) || !PyDict_Check(st->plans) ||
+        !PyDict_Check(st->rows)) {
         PyErr_SetString(PyExc_TypeError, "the parser's bar state is not dicts");
         return -1;
     }
@@ -259,6 +325,8 @@ static int bars_done(Bars *st, int rc) {
     Py_CLEAR(st->bar_tail);
     Py_CLEAR(st->bar_shown);
     Py_CLEAR(st->keras_epoch);
+    Py_CLEAR(st->plans);
+    Py_CLEAR(st->rows);
     st->tqdm_tail_changed = 0;
     return rc;
 }
@@ -664,18 +732,127 @@ done:
 
 /* ---- lines of progress-bar redraws ---- */
 
-enum { TQDM = 1, KERAS = 2 };
+enum { TQDM = 1, KERAS = 2, SKIP = 3, PLAN = 4 };
+
+/* What `_segment` does with s[b:e] by its shape (no bar in it): SKIP when `_plans` knows the
+ * shape to hold no metric (a blank part, the line end after a last "\r", a cursor-up row);
+ * PLAN when the shape has a plan whose template (in `_rows`) reads the part, with the plan in
+ * *plan and the part's values (floats) in *values (new references); 0 for anything else (a
+ * shape not seen yet, a part its plan does not read: Python); -1 on an error. */
+static int part_plan(Bars *st, PyObject *s, Py_ssize_t b, Py_ssize_t e, PyObject **plan,
+                     PyObject **values) {
+    Text t;
+    text_of(s, &t);
+    t.data = (const char *)t.data + b * t.kind;
+    t.len = e - b;
+    char stack[1024];
+    char *buf = t.len * 4 <= (Py_ssize_t)sizeof stack ? stack : PyMem_Malloc(t.len * 4);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int plain;
+    PyObject *shape = PyBytes_FromStringAndSize(buf, shape_into(&t, buf, &plain));
+    if (buf != stack) PyMem_Free(buf);
+    if (shape == NULL) return -1;
+    PyObject *known = PyDict_GetItemWithError(st->plans, shape);
+    PyObject *cached = known != NULL && known != Py_None ? PyDict_GetItemWithError(st->rows, shape)
+                                                          : NULL;
+    Py_DECREF(shape);
+    if (PyErr_Occurred()) return -1;
+    if (known == Py_None) return SKIP;
+    /* `_rows[shape]` is (plan, row): the row made for this very plan, and one that reads. */
+    if (cached == NULL || !PyTuple_Check(cached) || PyTuple_GET_SIZE(cached) != 2 ||
+        PyTuple_GET_ITEM(cached, 0) != known || PyTuple_GET_ITEM(cached, 1) == Py_None)
+        return 0;
+    PyObject *tmpl = PyObject_GetAttr(PyTuple_GET_ITEM(cached, 1), str_template);
+    if (tmpl == NULL) return -1;
+    Py_ssize_t spans[2 * MAX_VALUES];
+    int width = PyTuple_Check(tmpl) ? match_range(s, b, e, tmpl, spans) : -1;
+    Py_DECREF(tmpl);
+    if (width < 0) return 0; /* `_apply` is False: `_slow` reads it */
+    PyObject *list = PyList_New(width);
+    if (list == NULL) return -1;
+    for (int v = 0; v < width; v++) {
+        PyObject *value = float_of(s, spans[2 * v], spans[2 * v + 1]);
+        if (value == NULL) {
+            Py_DECREF(list);
+            if (!PyErr_ExceptionMatches(PyExc_ValueError)) return -1;
+            PyErr_Clear();
+            return 0;
+        }
+        PyList_SET_ITEM(list, v, value);
+    }
+    *plan = Py_NewRef(known);
+    *values = list;
+    return PLAN;
+}
+
+/* `_apply`'s records for a part `part_plan` read: the plan's series from its values, with the
+ * plan's step (or epoch) as their step, counted where neither is given and the plan is not a
+ * dict's. 0, or -1 on an error. */
+static int plan_records(PyObject *plan, PyObject *values, PyObject *out, long long *key) {
+    int rc = -1;
+    PyObject *step_at = PyObject_GetAttr(plan, str_step_at);
+    PyObject *epoch_at = PyObject_GetAttr(plan, str_epoch_at);
+    PyObject *dict_mode = PyObject_GetAttr(plan, str_dict_mode);
+    PyObject *metrics = PyObject_GetAttr(plan, str_metrics);
+    if (!step_at || !epoch_at || !dict_mode || !metrics || !PyTuple_Check(metrics)) goto done;
+    long s_at = PyLong_AsLong(step_at), e_at = PyLong_AsLong(epoch_at);
+    int dict = PyObject_IsTrue(dict_mode);
+    if ((s_at == -1 || e_at == -1) && PyErr_Occurred()) goto done;
+    if (dict < 0) goto done;
+    Py_ssize_t width = PyList_GET_SIZE(values);
+    if (s_at >= width || e_at >= width) {
+        PyErr_SetString(PyExc_IndexError, "a plan's value index is out of range");
+        goto done;
+    }
+    PyObject *step = s_at >= 0 ? PyList_GET_ITEM(values, s_at) : Py_None;
+    PyObject *epoch = e_at >= 0 ? PyList_GET_ITEM(values, e_at) : Py_None;
+    if (step == Py_None && !dict) step = epoch;
+    /* `_emit(..., count=not dict_mode)`: a step-less record of a counted series */
+    PyObject *recorded = step == Py_None && !dict ? count_marker : step;
+    for (Py_ssize_t m = 0; m < PyTuple_GET_SIZE(metrics); m++) {
+        PyObject *pair = PyTuple_GET_ITEM(metrics, m);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a plan's metrics are (name, index) pairs");
+            goto done;
+        }
+        Py_ssize_t at = PyLong_AsSsize_t(PyTuple_GET_ITEM(pair, 1));
+        if (at == -1 && PyErr_Occurred()) goto done;
+        if (at < 0 || at >= width) {
+            PyErr_SetString(PyExc_IndexError, "a plan's value index is out of range");
+            goto done;
+        }
+        if (emit(out, PyTuple_GET_ITEM(pair, 0), (*key)++, recorded, PyList_GET_ITEM(values, at)) < 0)
+            goto done;
+    }
+    if (epoch != Py_None && e_at >= 0 && s_at >= 0 &&
+        emit(out, str_epoch, (*key)++, recorded, epoch) < 0)
+        goto done;
+    rc = 0;
+done:
+    Py_XDECREF(step_at);
+    Py_XDECREF(epoch_at);
+    Py_XDECREF(dict_mode);
+    Py_XDECREF(metrics);
+    return rc;
+}
 
 /* How `_line` and `_segment` would read the part s[b:e] with nothing pending in `_prev_kind`:
- * TQDM (with *open and *close as `tqdm_part` sets them) or KERAS, or 0 for any other route
- * (left to Python). `heavy`: whether the part holds a "━". */
-static int bar_part(PyObject *s, Py_ssize_t b, Py_ssize_t e, int heavy, Py_ssize_t *open,
-                    Py_ssize_t *close) {
+ * TQDM (with *open and *close as `tqdm_part` sets them), KERAS, SKIP (nothing to read), PLAN
+ * (see `part_plan`), 0 for any other route (left to Python), -1 on an error. `heavy`: whether
+ * the part holds a "━". */
+static int bar_part(Bars *st, PyObject *s, Py_ssize_t b, Py_ssize_t e, int heavy, Py_ssize_t *open,
+                    Py_ssize_t *close, PyObject **plan, PyObject **values) {
     if (tqdm_part(s, b, e, heavy, open, close)) return TQDM;
     if (rfind(s, "it/s", b, e) >= 0) return 0;
-    if (find(s, "/step", b, e) < 0) return 0;
-    double done, total;
-    return keras_counter(s, b, e, &done, &total) ? KERAS : 0;
+    if (find(s, "/step", b, e) >= 0) {
+        double done, total;
+        return keras_counter(s, b, e, &done, &total) ? KERAS : 0;
+    }
+    if (bars_load(st) < 0) return -1;
+    return part_plan(st, s, b, e, plan, values);
 }
 
 /* Cut s at its "\r"s (all of it when `split` is 0): the start of each part, and whether the
@@ -719,8 +896,8 @@ static Py_ssize_t cut_parts(PyObject *s, int split, Py_ssize_t *starts, int *hea
     return n;
 }
 
-/* `_line` for a line made only of tqdm and Keras redraws (after its ANSI codes, and with
- * "\r", its backspaces, are removed). 1: read; 0: not such a line (nothing was touched,
+/* `_line` for a line made only of tqdm and Keras redraws and parts of known shapes (after its
+ * ANSI codes, and with "\r", its backspaces, are removed). 1: read; 0: not such a line (nothing was touched,
  * Python reads it); -1: an error. */
 static int bar_line(Bars *st, PyObject *line, PyObject *out, long long *key, int has_cr,
                     int has_esc) {
@@ -739,29 +916,44 @@ static int bar_line(Bars *st, PyObject *line, PyObject *out, long long *key, int
     }
     Py_ssize_t starts[MAX_PARTS], opens[MAX_PARTS], closes[MAX_PARTS], ends[MAX_PARTS];
     int heavy[MAX_PARTS], kinds[MAX_PARTS];
+    PyObject *plans[MAX_PARTS], *values[MAX_PARTS]; /* PLAN parts' (owned) */
     Py_ssize_t parts = cut_parts(s, has_cr, starts, heavy), n = 0;
+    int skipped = 0;
     /* Every non-empty part must be a redraw read here, checked before anything changes. */
     for (Py_ssize_t i = 0; i < parts; i++) {
         Py_ssize_t b = starts[i], e = i + 1 < parts ? starts[i + 1] - 1 : len;
         if (e == b) continue;
-        int kind = bar_part(s, b, e, heavy[i], &opens[n], &closes[n]);
-        if (!kind) {
+        plans[n] = values[n] = NULL;
+        int kind = bar_part(st, s, b, e, heavy[i], &opens[n], &closes[n], &plans[n], &values[n]);
+        if (kind <= 0) {
+            for (Py_ssize_t j = 0; j < n; j++) {
+                Py_XDECREF(plans[j]);
+                Py_XDECREF(values[j]);
+            }
             Py_DECREF(s);
-            return 0;
+            return kind;
+        }
+        if (kind == SKIP) {
+            skipped = 1;
+            continue;
         }
         starts[n] = b;
         ends[n] = e;
         kinds[n++] = kind;
     }
     int rc = 1;
-    if (parts < 0 || n == 0) rc = 0;
+    if (parts < 0 || (n == 0 && !skipped)) rc = 0;
     else if (bars_load(st) < 0) rc = -1;
     /* `_prev_kind` is "" already: the scan runs only then, and every part here leaves it so. */
     for (Py_ssize_t i = 0; rc == 1 && i < n; i++) {
-        int step_rc = kinds[i] == TQDM
-                          ? tqdm_redraw(st, s, starts[i], opens[i], closes[i], out, key)
-                          : keras_redraw(st, s, starts[i], ends[i], out, key);
+        int step_rc = kinds[i] == TQDM    ? tqdm_redraw(st, s, starts[i], opens[i], closes[i], out, key)
+                      : kinds[i] == KERAS ? keras_redraw(st, s, starts[i], ends[i], out, key)
+                                          : plan_records(plans[i], values[i], out, key);
         if (step_rc < 0) rc = -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_XDECREF(plans[i]);
+        Py_XDECREF(values[i]);
     }
     Py_DECREF(s);
     return rc;
@@ -1058,59 +1250,6 @@ fail:
     return NULL;
 }
 
-/* ---- rows of one shape ---- */
-
-/* A template is a tuple of items: a str is literal text, 0 a run of digits and dots
- * (`[0-9.]*`), 1 the start and 2 the end of a captured value. */
-enum { RUN = 0, OPEN = 1, CLOSE = 2 };
-static PyObject *op_run, *op_open; /* the int objects of RUN and OPEN, to spot them by identity */
-
-#define MAX_VALUES 64
-
-/* Match t against the template; store each captured value's span. Returns the number of values,
- * or -1 when the line does not match. */
-static int match_row(PyObject *line, PyObject *tmpl, Py_ssize_t *spans) {
-    const int kind = PyUnicode_KIND(line);
-    const void *data = PyUnicode_DATA(line);
-    Py_ssize_t pos = 0, end = PyUnicode_GET_LENGTH(line);
-    int values = 0;
-    if (end > 0 && PyUnicode_READ(kind, data, end - 1) == '\n') end--;
-    Py_ssize_t items = PyTuple_GET_SIZE(tmpl);
-    for (Py_ssize_t k = 0; k < items; k++) {
-        PyObject *item = PyTuple_GET_ITEM(tmpl, k);
-        if (PyUnicode_Check(item)) {
-            Py_ssize_t n = PyUnicode_GET_LENGTH(item);
-            if (pos + n > end) return -1;
-            int item_kind = PyUnicode_KIND(item);
-            const void *item_data = PyUnicode_DATA(item);
-            if (item_kind == kind) {
-                if (memcmp((const char *)data + pos * kind, item_data, (size_t)(n * kind))) return -1;
-            } else {
-                for (Py_ssize_t j = 0; j < n; j++)
-                    if (PyUnicode_READ(kind, data, pos + j) != PyUnicode_READ(item_kind, item_data, j))
-                        return -1;
-            }
-            pos += n;
-        } else {
-            long op = item == op_run ? RUN : item == op_open ? OPEN : PyLong_AsLong(item);
-            if (op == RUN) {
-                while (pos < end) {
-                    Py_UCS4 c = PyUnicode_READ(kind, data, pos);
-                    if (!((c >= '0' && c <= '9') || c == '.')) break;
-                    pos++;
-                }
-            } else if (op == OPEN) {
-                if (values >= MAX_VALUES) return -1;
-                spans[2 * values] = pos;
-            } else {
-                spans[2 * values + 1] = pos;
-                values++;
-            }
-        }
-    }
-    return pos == end ? values : -1;
-}
-
 /* read_rows(template, lines, indices) -> one list of floats per captured value, or None when a
  * line does not match the template or a value is not a number. */
 static PyObject *py_read_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -1297,12 +1436,15 @@ done:
     return result;
 }
 
-/* configure(number, valid_key, ignored, key_bits): what the C routes share with lines.py. */
+/* configure(number, valid_key, ignored, key_bits, count): what the C routes share with lines.py
+ * (`count` is `_COUNT`, the step of a record whose series counts its points). */
 static PyObject *py_configure(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4 || !PyAnySet_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "configure(number, valid_key, ignored: frozenset, key_bits)");
+    if (nargs != 5 || !PyAnySet_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "configure(number, valid_key, ignored: frozenset, key_bits, count)");
         return NULL;
     }
+    Py_XSETREF(count_marker, Py_NewRef(args[4]));
     Py_XSETREF(number_func, Py_NewRef(args[0]));
     Py_XSETREF(valid_key_func, Py_NewRef(args[1]));
     Py_XSETREF(ignored_keys, Py_NewRef(args[2]));
@@ -1314,7 +1456,8 @@ static PyObject *py_configure(PyObject *self, PyObject *const *args, Py_ssize_t 
 
 static PyMethodDef methods[] = {
     {"configure", (PyCFunction)(void (*)(void))py_configure, METH_FASTCALL,
-     "configure(number, valid_key, ignored, key_bits): what the C routes share with lines.py."},
+     "configure(number, valid_key, ignored, key_bits, count): what the C routes share with "
+     "lines.py."},
     {"scan", (PyCFunction)(void (*)(void))py_scan, METH_FASTCALL,
      "scan(parser, lines, start, clean, unknown, loose, touched, table) -> index of the next "
      "line for the general route."},
@@ -1345,6 +1488,14 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     INTERN(str_bar_shown, "_bar_shown");
     INTERN(str_keras, "keras");
     INTERN(str_keras_epoch, "_keras_epoch");
+    INTERN(str_plans, "_plans");
+    INTERN(str_rows, "_rows");
+    INTERN(str_step_at, "step_at");
+    INTERN(str_epoch_at, "epoch_at");
+    INTERN(str_dict_mode, "dict_mode");
+    INTERN(str_metrics, "metrics");
+    INTERN(str_template, "template");
+    INTERN(str_epoch, "epoch");
     INTERN(str_dash, " - ");
     INTERN(str_space, " ");
     INTERN(str_backspace, "\b");

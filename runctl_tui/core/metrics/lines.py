@@ -1140,7 +1140,7 @@ def _load_speedups() -> ModuleType | None:
         module = importlib.import_module("runctl_tui.core.metrics._speedups")
     except ImportError:
         return None
-    module.configure(_number, _valid_key, _IGNORED, _KEY_BITS)
+    module.configure(_number, _valid_key, _IGNORED, _KEY_BITS, _COUNT)
     return module
 
 
