@@ -669,9 +669,16 @@ static int keras_redraw(Bars *st, PyObject *line, Py_ssize_t b, Py_ssize_t e, Py
     /* Keras numbers epochs from 1 in its `Epoch 3/10` header. */
     double value_step = done;
     if (st->keras_epoch != Py_None && !Py_IS_NAN(total) && total != 0.0) {
-        long long number = PyLong_AsLongLong(st->keras_epoch);
-        if (number == -1 && PyErr_Occurred()) goto done;
-        value_step = (double)(number - 1) * total + done;
+        /* `(epoch - 1) * total + step` with Python's int: exact, then one conversion to float
+         * (OverflowError alike for an epoch past the floats) */
+        PyObject *one = PyLong_FromLong(1);
+        PyObject *before_epoch = one ? PyNumber_Subtract(st->keras_epoch, one) : NULL;
+        Py_XDECREF(one);
+        if (before_epoch == NULL) goto done;
+        double epochs = PyLong_AsDouble(before_epoch);
+        Py_DECREF(before_epoch);
+        if (epochs == -1.0 && PyErr_Occurred()) goto done;
+        value_step = epochs * total + done;
     }
     step = PyFloat_FromDouble(value_step);
     if (step == NULL) goto done;
