@@ -31,9 +31,13 @@ static int key_bits = 16;
 static PyObject *str_tqdm_tail, *str_tqdm_steps, *str_tqdm_shown, *str_empty;
 static PyObject *str_bar_tail, *str_bar_shown, *str_keras, *str_keras_epoch, *str_plans, *str_rows;
 static PyObject *str_step_at, *str_epoch_at, *str_dict_mode, *str_metrics, *str_template, *str_epoch;
+static PyObject *str_rich, *str_rich_more, *str_rich_step, *str_prev_kind; /* "rich", "rich+" */
 static PyObject *str_dash, *str_space, *str_backspace; /* " - ", " ", "\b" */
 
 #define MAX_TQDM_HEADS 4096
+
+/* How a part of a line of redraws is read (see `bar_part`). */
+enum { TQDM = 1, KERAS = 2, SKIP = 3, PLAN = 4, RICH = 5, RICH_MORE = 6 };
 #define MAX_PARTS 256
 
 /* ---- small helpers over a str's code points ---- */
@@ -285,6 +289,7 @@ typedef struct {
     PyObject *parser;
     PyObject *tqdm_tail; /* str, owned: `_tqdm_tail` */
     int tqdm_tail_changed;
+    int rich_pending; /* a line just read left `_prev_kind` at "rich": the scan stops */
     PyObject *tqdm_steps, *tqdm_shown, *bar_tail, *bar_shown, *keras_epoch, *plans, *rows; /* owned */
 } Bars;
 
@@ -328,6 +333,7 @@ static int bars_done(Bars *st, int rc) {
     Py_CLEAR(st->plans);
     Py_CLEAR(st->rows);
     st->tqdm_tail_changed = 0;
+    st->rich_pending = 0;
     return rc;
 }
 
@@ -644,53 +650,24 @@ static int keras_counter(PyObject *s, Py_ssize_t b, Py_ssize_t e, double *done, 
     return 1;
 }
 
-/* `_keras` then `_bar(..., colon=True)` for one part s = line[b:e]. 0, or -1 on an error. */
-static int keras_redraw(Bars *st, PyObject *line, Py_ssize_t b, Py_ssize_t e, PyObject *out,
-                        long long *key) {
-    double done = 0, total = Py_NAN;
-    keras_counter(line, b, e, &done, &total); /* checked before: it reads */
-    Py_ssize_t mark = find(line, "/step", b, e);
-    PyObject *tail = PyUnicode_Substring(line, mark + 5, e);
-    if (tail == NULL) return -1;
+/* `_bar(kind, tail, ..., colon=True)` once its step is known: the `key: value` pairs of `tail`
+ * (Keras's `- loss: 0.2877 - val_loss: 0.3266`, rich's `v_num: 0 train_loss: 1.4`) whose text
+ * changed since the bar of this kind last showed them. 0, or -1 on an error. */
+static int colon_bar(Bars *st, PyObject *kind, PyObject *tail, double value_step, PyObject *out,
+                     long long *key) {
     int rc = -1;
-    PyObject *shown = NULL, *tokens = NULL, *step = NULL, *spaced = NULL;
-    PyObject *before = PyDict_GetItemWithError(st->bar_tail, str_keras);
-    if (before != NULL) {
-        int same = PyObject_RichCompareBool(before, tail, Py_EQ);
-        if (same < 0) goto done;
-        if (same) {
-            rc = 0;
-            goto done;
-        }
-    } else if (PyErr_Occurred()) {
-        goto done;
-    }
-    if (PyDict_SetItem(st->bar_tail, str_keras, tail) < 0) goto done;
-    /* Keras numbers epochs from 1 in its `Epoch 3/10` header. */
-    double value_step = done;
-    if (st->keras_epoch != Py_None && !Py_IS_NAN(total) && total != 0.0) {
-        /* `(epoch - 1) * total + step` with Python's int: exact, then one conversion to float
-         * (OverflowError alike for an epoch past the floats) */
-        PyObject *one = PyLong_FromLong(1);
-        PyObject *before_epoch = one ? PyNumber_Subtract(st->keras_epoch, one) : NULL;
-        Py_XDECREF(one);
-        if (before_epoch == NULL) goto done;
-        double epochs = PyLong_AsDouble(before_epoch);
-        Py_DECREF(before_epoch);
-        if (epochs == -1.0 && PyErr_Occurred()) goto done;
-        value_step = epochs * total + done;
-    }
-    step = PyFloat_FromDouble(value_step);
-    if (step == NULL) goto done;
+    PyObject *shown = NULL, *tokens = NULL, *spaced = NULL;
+    PyObject *step = PyFloat_FromDouble(value_step);
+    if (step == NULL) return -1;
     spaced = PyUnicode_Replace(tail, str_dash, str_space, -1);
     if (spaced == NULL) goto done;
     tokens = PyUnicode_Split(spaced, NULL, -1);
     if (tokens == NULL) goto done;
-    shown = PyDict_GetItemWithError(st->bar_shown, str_keras);
+    shown = PyDict_GetItemWithError(st->bar_shown, kind);
     if (shown == NULL) {
         if (PyErr_Occurred()) goto done;
         shown = PyDict_New();
-        if (shown == NULL || PyDict_SetItem(st->bar_shown, str_keras, shown) < 0) goto done;
+        if (shown == NULL || PyDict_SetItem(st->bar_shown, kind, shown) < 0) goto done;
     } else {
         Py_INCREF(shown);
     }
@@ -729,17 +706,210 @@ static int keras_redraw(Bars *st, PyObject *line, Py_ssize_t b, Py_ssize_t e, Py
     }
     rc = 0;
 done:
-    Py_DECREF(tail);
+    Py_DECREF(step);
     Py_XDECREF(shown);
     Py_XDECREF(tokens);
-    Py_XDECREF(step);
     Py_XDECREF(spaced);
+    return rc;
+}
+
+/* `epoch * total + step` as `_bar` computes it with a Python int epoch (None: `step`). */
+static int bar_step(PyObject *epoch, double total, double step, double *out) {
+    *out = step;
+    if (epoch == Py_None || Py_IS_NAN(total) || total == 0.0) return 0;
+    double epochs = PyLong_AsDouble(epoch); /* OverflowError alike past the floats */
+    if (epochs == -1.0 && PyErr_Occurred()) return -1;
+    *out = epochs * total + step;
+    return 0;
+}
+
+/* Whether the text of `tail` equals what `_bar_tail[kind]` holds; if not, it holds it now.
+ * 1, 0, or -1 on an error. */
+static int same_tail(Bars *st, PyObject *kind, PyObject *tail) {
+    PyObject *before = PyDict_GetItemWithError(st->bar_tail, kind);
+    if (before != NULL) {
+        int same = PyObject_RichCompareBool(before, tail, Py_EQ);
+        if (same != 0) return same;
+    } else if (PyErr_Occurred()) {
+        return -1;
+    }
+    return PyDict_SetItem(st->bar_tail, kind, tail) < 0 ? -1 : 0;
+}
+
+/* `_keras` then `_bar(..., colon=True)` for one part s = line[b:e]. 0, or -1 on an error. */
+static int keras_redraw(Bars *st, PyObject *line, Py_ssize_t b, Py_ssize_t e, PyObject *out,
+                        long long *key) {
+    double done = 0, total = Py_NAN, value_step;
+    keras_counter(line, b, e, &done, &total); /* checked before: it reads */
+    Py_ssize_t mark = find(line, "/step", b, e);
+    PyObject *tail = PyUnicode_Substring(line, mark + 5, e);
+    if (tail == NULL) return -1;
+    int rc = same_tail(st, str_keras, tail);
+    if (rc == 0) {
+        /* Keras numbers epochs from 1 in its `Epoch 3/10` header: `_bar` gets epoch - 1. */
+        PyObject *epoch = Py_NewRef(Py_None);
+        if (st->keras_epoch != Py_None) {
+            PyObject *one = PyLong_FromLong(1);
+            Py_SETREF(epoch, one ? PyNumber_Subtract(st->keras_epoch, one) : NULL);
+            Py_XDECREF(one);
+        }
+        rc = epoch == NULL || bar_step(epoch, total, done, &value_step) < 0
+                 ? -1
+                 : colon_bar(st, str_keras, tail, value_step, out, key);
+        Py_XDECREF(epoch);
+    }
+    Py_DECREF(tail);
+    return rc < 0 ? -1 : 0;
+}
+
+/* ---- rich (Lightning's RichProgressBar) ---- */
+
+static inline int rich_bar_char(Py_UCS4 c) {
+    return c == 0x2501 || c == 0x257A || c == 0x2578 || c == 0x257E || c == 0x257C || c == ' ';
+}
+
+/* `_RICH_COUNTER.search(s, b, rate)`, i.e. `━[━╺╸╾╼ ]*\s(\d+)/(\d+)\s` before `rate`: 1 with
+ * the match's start and both numbers set; 0 when there is none; -1 when Unicode digits might
+ * make one (Python reads those). */
+static int rich_counter(PyObject *s, Py_ssize_t b, Py_ssize_t rate, Py_ssize_t *start, double *done,
+                        double *total) {
+    const int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+#define AT(j) PyUnicode_READ(kind, data, (j))
+    Py_ssize_t at = b;
+    while (at < rate) {
+        if (AT(at) != 0x2501) {
+            at++;
+            continue;
+        }
+        /* Every start inside one run of bar characters ends where the run ends: the regex
+         * takes the whole run, then gives back its last character to `\s` if it must. */
+        Py_ssize_t end = at + 1;
+        while (end < rate && rich_bar_char(AT(end))) end++;
+        Py_ssize_t digits = -1;
+        if (end < rate && Py_UNICODE_ISSPACE(AT(end))) digits = end + 1;
+        else if (AT(end - 1) == ' ') digits = end;
+        /* `\d` is any Unicode digit: a non-ASCII character where one may stand is Python's */
+        if (digits >= 0 && digits < rate && AT(digits) >= 0x80) return -1;
+        if (digits >= 0) {
+            Py_ssize_t j = digits;
+            while (j < rate && AT(j) >= '0' && AT(j) <= '9') j++;
+            Py_ssize_t slash = j;
+            if (j > digits && j < rate && AT(j) >= 0x80) return -1;
+            if (j > digits && j < rate && AT(j) == '/') {
+                Py_ssize_t k = j + 1;
+                while (k < rate && AT(k) >= '0' && AT(k) <= '9') k++;
+                if (k < rate && AT(k) >= 0x80 && !Py_UNICODE_ISSPACE(AT(k))) return -1;
+                if (k > j + 1 && k < rate && Py_UNICODE_ISSPACE(AT(k))) {
+                    if (ascii_digits(kind, data, digits, slash, done) != 1 ||
+                        ascii_digits(kind, data, slash + 1, k, total) != 1)
+                        return -1;
+                    *start = at;
+                    return 1;
+                }
+            }
+        }
+        at = end;
+    }
+    return 0;
+#undef AT
+}
+
+/* `_EPOCH_IN_DESC.search(s[b:e])` read as an int: 1 with *epoch (a new int), 0 when there is
+ * none, -1 on an error or when only Python reads it alike (non-ASCII digits). */
+static int epoch_in(PyObject *s, Py_ssize_t b, Py_ssize_t e, PyObject **epoch) {
+    const int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+#define AT(j) PyUnicode_READ(kind, data, (j))
+    for (Py_ssize_t hit = b + 1; hit + 4 <= e; hit++) {
+        if (AT(hit) != 'p' || AT(hit + 1) != 'o' || AT(hit + 2) != 'c' || AT(hit + 3) != 'h')
+            continue;
+        if (AT(hit - 1) != 'E' && AT(hit - 1) != 'e') continue;
+        Py_ssize_t j = hit + 4;
+        while (j < e && (AT(j) == ' ' || AT(j) == '_' || AT(j) == ':' || AT(j) == '=')) j++;
+        if (j >= e) continue;
+        if (AT(j) >= 0x80) return -1;
+        if (AT(j) < '0' || AT(j) > '9') continue;
+        Py_ssize_t k = j;
+        while (k < e && AT(k) >= '0' && AT(k) <= '9') k++;
+        if (k < e && AT(k) >= 0x80) return -1;
+        PyObject *text = PyUnicode_Substring(s, j, k);
+        if (text == NULL) return -1;
+        *epoch = PyLong_FromUnicodeObject(text, 10);
+        Py_DECREF(text);
+        return *epoch == NULL ? -1 : 1;
+    }
+    return 0;
+#undef AT
+}
+
+/* A rich bar's part, read before anything changes (see `rich_redraw`). */
+typedef struct {
+    double step, total;
+    PyObject *epoch; /* int or None, owned */
+    Py_ssize_t rate; /* its first "it/s" */
+} Rich;
+
+/* `_rich`'s reading of s[b:e]: RICH with *r set, SKIP when it has no counter (then `_rich`
+ * changes nothing), 0 when only Python reads it alike, -1 on an error. */
+static int rich_part(PyObject *s, Py_ssize_t b, Py_ssize_t e, Rich *r) {
+    r->rate = find(s, "it/s", b, e);
+    Py_ssize_t start;
+    int found = rich_counter(s, b, r->rate, &start, &r->step, &r->total);
+    if (found <= 0) return found < 0 ? 0 : SKIP;
+    r->epoch = NULL;
+    int epoch = find(s, "poch", b, start) >= 0 ? epoch_in(s, b, start, &r->epoch) : 0;
+    if (epoch < 0) {
+        if (PyErr_Occurred()) return -1;
+        return 0;
+    }
+    if (epoch == 0) r->epoch = Py_NewRef(Py_None);
+    return RICH;
+}
+
+/* s[b:e].strip() (Unicode whitespace, as str.strip). New reference. */
+static PyObject *stripped(PyObject *s, Py_ssize_t b, Py_ssize_t e) {
+    while (b < e && Py_UNICODE_ISSPACE(PyUnicode_READ_CHAR(s, b))) b++;
+    while (e > b && Py_UNICODE_ISSPACE(PyUnicode_READ_CHAR(s, e - 1))) e--;
+    return PyUnicode_Substring(s, b, e);
+}
+
+/* `_rich` for the part s[b:e] `rich_part` read: the bar's step remembered for a wrapped second
+ * line, then its postfix read if it changed. 0, or -1 on an error. */
+static int rich_redraw(Bars *st, PyObject *s, Py_ssize_t e, Rich *r, PyObject *out,
+                       long long *key) {
+    PyObject *remembered = Py_BuildValue("(ddO)", r->step, r->total, r->epoch);
+    if (remembered == NULL) return -1;
+    int rc = PyObject_SetAttr(st->parser, str_rich_step, remembered);
+    Py_DECREF(remembered);
+    if (rc < 0) return -1;
+    PyObject *tail = stripped(s, r->rate + 4, e);
+    if (tail == NULL) return -1;
+    rc = same_tail(st, str_rich, tail);
+    double value_step;
+    if (rc == 0)
+        rc = bar_step(r->epoch, r->total, r->step, &value_step) < 0
+                 ? -1
+                 : colon_bar(st, str_rich, tail, value_step, out, key);
+    Py_DECREF(tail);
+    return rc < 0 ? -1 : 0;
+}
+
+/* `_bar("rich+", s.strip(), *_rich_step)`: rich's wrapped second line (`val_loss: 0.826`). */
+static int rich_more(Bars *st, PyObject *s, Py_ssize_t b, Py_ssize_t e, Rich *r, PyObject *out,
+                     long long *key) {
+    PyObject *tail = stripped(s, b, e);
+    if (tail == NULL) return -1;
+    double value_step;
+    int rc = bar_step(r->epoch, r->total, r->step, &value_step) < 0
+                 ? -1
+                 : colon_bar(st, str_rich_more, tail, value_step, out, key);
+    Py_DECREF(tail);
     return rc;
 }
 
 /* ---- lines of progress-bar redraws ---- */
 
-enum { TQDM = 1, KERAS = 2, SKIP = 3, PLAN = 4 };
 
 /* What `_segment` does with s[b:e] by its shape (no bar in it): SKIP when `_plans` knows the
  * shape to hold no metric (a blank part, the line end after a last "\r", a cursor-up row);
@@ -846,14 +1016,29 @@ done:
     return rc;
 }
 
-/* How `_line` and `_segment` would read the part s[b:e] with nothing pending in `_prev_kind`:
- * TQDM (with *open and *close as `tqdm_part` sets them), KERAS, SKIP (nothing to read), PLAN
+/* How `_line` and `_segment` would read the part s[b:e], `*rich_before` saying whether the part
+ * before it left `_prev_kind` at "rich" (updated for the next part): TQDM (with *open and *close
+ * as `tqdm_part` sets them), KERAS, RICH or RICH_MORE (with *r), SKIP (nothing to read), PLAN
  * (see `part_plan`), 0 for any other route (left to Python), -1 on an error. `heavy`: whether
  * the part holds a "━". */
-static int bar_part(Bars *st, PyObject *s, Py_ssize_t b, Py_ssize_t e, int heavy, Py_ssize_t *open,
-                    Py_ssize_t *close, PyObject **plan, PyObject **values) {
-    if (tqdm_part(s, b, e, heavy, open, close)) return TQDM;
-    if (rfind(s, "it/s", b, e) >= 0) return 0;
+static int bar_part(Bars *st, PyObject *s, Py_ssize_t b, Py_ssize_t e, int heavy, int *rich_before,
+                    Py_ssize_t *open, Py_ssize_t *close, Rich *r, PyObject **plan,
+                    PyObject **values) {
+    if (tqdm_part(s, b, e, heavy, open, close)) {
+        *rich_before = 0;
+        return TQDM;
+    }
+    /* `_segment`: rich's postfix wrapped onto the next terminal line */
+    if (*rich_before && e - b >= 10 && find(s, "          ", b, b + 10) == b &&
+        find(s, ": ", b, e) >= 0)
+        return RICH_MORE;
+    *rich_before = 0;
+    if (find(s, "it/s", b, e) >= 0) {
+        if (!heavy) return 0;
+        int kind = rich_part(s, b, e, r);
+        *rich_before = kind == RICH;
+        return kind;
+    }
     if (find(s, "/step", b, e) >= 0) {
         double done, total;
         return keras_counter(s, b, e, &done, &total) ? KERAS : 0;
@@ -924,6 +1109,8 @@ static int bar_line(Bars *st, PyObject *line, PyObject *out, long long *key, int
     Py_ssize_t starts[MAX_PARTS], opens[MAX_PARTS], closes[MAX_PARTS], ends[MAX_PARTS];
     int heavy[MAX_PARTS], kinds[MAX_PARTS];
     PyObject *plans[MAX_PARTS], *values[MAX_PARTS]; /* PLAN parts' (owned) */
+    Rich riches[MAX_PARTS];                          /* RICH parts' (epoch owned) */
+    int rich_before = 0, last_rich = -1;
     Py_ssize_t parts = cut_parts(s, has_cr, starts, heavy), n = 0;
     int skipped = 0;
     /* Every non-empty part must be a redraw read here, checked before anything changes. */
@@ -931,11 +1118,16 @@ static int bar_line(Bars *st, PyObject *line, PyObject *out, long long *key, int
         Py_ssize_t b = starts[i], e = i + 1 < parts ? starts[i + 1] - 1 : len;
         if (e == b) continue;
         plans[n] = values[n] = NULL;
-        int kind = bar_part(st, s, b, e, heavy[i], &opens[n], &closes[n], &plans[n], &values[n]);
+        riches[n].epoch = NULL;
+        int kind = bar_part(st, s, b, e, heavy[i], &rich_before, &opens[n], &closes[n], &riches[n],
+                            &plans[n], &values[n]);
+        if (kind == RICH) last_rich = n;
+        if (kind == RICH_MORE) riches[n] = riches[last_rich]; /* borrowed: the RICH part owns it */
         if (kind <= 0) {
-            for (Py_ssize_t j = 0; j < n; j++) {
+            for (Py_ssize_t j = 0; j <= n; j++) {
                 Py_XDECREF(plans[j]);
                 Py_XDECREF(values[j]);
+                if (j < n ? kinds[j] == RICH : 1) Py_XDECREF(riches[j].epoch);
             }
             Py_DECREF(s);
             return kind;
@@ -951,16 +1143,35 @@ static int bar_line(Bars *st, PyObject *line, PyObject *out, long long *key, int
     int rc = 1;
     if (parts < 0 || (n == 0 && !skipped)) rc = 0;
     else if (bars_load(st) < 0) rc = -1;
-    /* `_prev_kind` is "" already: the scan runs only then, and every part here leaves it so. */
+    /* `_prev_kind` is "" already (the scan runs only then); a part of rich's bar leaves it at
+     * "rich", set below when the line ends so. */
     for (Py_ssize_t i = 0; rc == 1 && i < n; i++) {
-        int step_rc = kinds[i] == TQDM    ? tqdm_redraw(st, s, starts[i], opens[i], closes[i], out, key)
-                      : kinds[i] == KERAS ? keras_redraw(st, s, starts[i], ends[i], out, key)
-                                          : plan_records(plans[i], values[i], out, key);
+        int step_rc;
+        switch (kinds[i]) {
+        case TQDM:
+            step_rc = tqdm_redraw(st, s, starts[i], opens[i], closes[i], out, key);
+            break;
+        case KERAS:
+            step_rc = keras_redraw(st, s, starts[i], ends[i], out, key);
+            break;
+        case RICH:
+            step_rc = rich_redraw(st, s, ends[i], &riches[i], out, key);
+            break;
+        case RICH_MORE:
+            step_rc = rich_more(st, s, starts[i], ends[i], &riches[i], out, key);
+            break;
+        default:
+            step_rc = plan_records(plans[i], values[i], out, key);
+        }
         if (step_rc < 0) rc = -1;
     }
+    /* A bar of rich last: its wrapped postfix may follow on the next line, which Python reads. */
+    if (rc == 1 && rich_before && PyObject_SetAttr(st->parser, str_prev_kind, str_rich) < 0) rc = -1;
+    if (rc == 1 && rich_before) st->rich_pending = 1;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_XDECREF(plans[i]);
         Py_XDECREF(values[i]);
+        if (kinds[i] == RICH) Py_XDECREF(riches[i].epoch);
     }
     Py_DECREF(s);
     return rc;
@@ -1209,6 +1420,11 @@ static PyObject *py_scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             int rc = bar_line(&st, line, loose, &key, has_cr, has_esc);
             if (rc < 0) goto fail;
             if (rc == 0) goto stop;
+            if (st.rich_pending) {
+                /* `_prev_kind` is "rich": the next line may be the bar's wrapped postfix */
+                i++;
+                goto stop;
+            }
             continue;
         }
         Text t;
@@ -1503,6 +1719,10 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     INTERN(str_metrics, "metrics");
     INTERN(str_template, "template");
     INTERN(str_epoch, "epoch");
+    INTERN(str_rich, "rich");
+    INTERN(str_rich_more, "rich+");
+    INTERN(str_rich_step, "_rich_step");
+    INTERN(str_prev_kind, "_prev_kind");
     INTERN(str_dash, " - ");
     INTERN(str_space, " ");
     INTERN(str_backspace, "\b");
