@@ -109,9 +109,10 @@ _MARKERS = (b"\x1b", b"\r", b"it/s", b"/step")
 _make_point = partial(tuple.__new__, MetricPoint)
 _COUNT: Any = object()
 """A recorded point's step when the line gave none and the series counts its points."""
-_KEY_BITS = 16
+_KEY_BITS = 32
 """A record's key is its line's index in the batch shifted left by this, plus its place in
-the line: sorting by key puts a series' records back in the order they were written."""
+the line: sorting by key puts a series' records back in the order they were written. 32 bits:
+no line holds 2**32 values, so one line's places never reach the next line's keys."""
 
 PURE_PYTHON_VARIABLE = "RUNCTL_METRICS_PURE_PYTHON"
 """Set to 1 to parse without the C extension (same results, slower)."""
