@@ -2,19 +2,25 @@
  *
  * Optional: lines.py runs the same steps in Python when this module is absent (no compiler at
  * install time) or disabled (RUNCTL_METRICS_PURE_PYTHON=1), and the tests hold both to the
- * same results. Each function here mirrors one Python routine named in its comment; anything
- * unusual is handed back to Python rather than handled a second way here.
+ * same results (tests/core/test_metrics_speedups.py). Each routine here mirrors the Python
+ * routine named in its comment; what it cannot read exactly as Python does (non-ASCII digits,
+ * numbers past 15 digits, shapes not seen yet, extra regexes) goes back to Python untouched.
  *
- * Three loops, where the parser spends its time on a long log:
- * - scan: the batch loop of `LineMetricsParser._batch`: a line's shape (its UTF-8 bytes
- *   without digits and dots) looked up in the known clean shapes, the line's index put in its
- *   shape's bucket; lines made only of tqdm redraws are read on the spot (below); any other
- *   line stops the scan so Python reads it by the general route.
- * - tqdm_line: `LineMetricsParser._line` for a line whose every `\r`-separated part is a tqdm
- *   redraw, with `_tqdm` per part.
+ * Where a long log's time goes, and what is here:
+ * - scan: the batch loop of `LineMetricsParser._batch`. A line's shape (its UTF-8 bytes
+ *   without digits and dots) is found in a ShapeTable over the parser's `_clean` dict and the
+ *   line's index put in its shape's bucket; a line of progress-bar redraws (`\r`, ANSI codes)
+ *   is read on the spot, part by part as `_line` and `_segment` would: tqdm (`_tqdm`), Keras
+ *   (`_keras`), rich (`_rich`, its wrapped postfix), blank parts and parts of a planned shape
+ *   (`_apply`). Any other line stops the scan and Python reads it by the general route.
  * - read_rows: `LineMetricsParser._group`'s regex pass: every line of a shape matched against
  *   the shape's template (literal text, runs of digits and dots, captured values) and each
  *   captured value turned into a float.
+ * - settle: `_settle_series`: a series' records merged back into line order and its rules
+ *   applied (a counted step where none is given, a repeated point dropped).
+ *
+ * Numbers are read as float() reads them: plain decimals of up to 16 digits by Clinger's exact
+ * fast path, anything else by PyOS_string_to_double or float() itself.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -26,7 +32,7 @@ static PyObject *number_func;      /* lines._number */
 static PyObject *ignored_keys;     /* lines._IGNORED */
 static PyObject *count_marker;     /* lines._COUNT */
 static PyObject *valid_key_func;   /* lines._valid_key */
-static int key_bits = 16;
+static int key_bits = 32;
 
 static PyObject *str_tqdm_tail, *str_tqdm_steps, *str_tqdm_shown, *str_empty;
 static PyObject *str_bar_tail, *str_bar_shown, *str_keras, *str_keras_epoch, *str_plans, *str_rows;

@@ -17,11 +17,12 @@ character class, i.e. microseconds per line; substring tests and `str.split` run
 small fraction of that. So lines are classified by substring tests, split into tokens with
 `str.split`, and regexes only ever see a short token or a rare line shape.
 
-The three loops a long log spends its time in (sorting lines by shape, tqdm redraws, reading a
-shape's lines a column at a time) also exist in C, in the optional `_speedups` extension built
-at install time where a C compiler is found. The Python code below stays the reference: the C
-loops mirror it step for step, hand anything unusual back to it, and the tests hold both to the
-same results. `RUNCTL_METRICS_PURE_PYTHON=1` turns the extension off.
+The loops a long log spends its time in (sorting lines by shape, progress-bar redraws, reading
+a shape's lines a column at a time, settling each series) also exist in C, in the optional
+`_speedups` extension built at install time where a C compiler is found (about 3x faster). The
+Python code below stays the reference: the C loops mirror it step for step, hand anything
+unusual back to it, and the tests hold both to the same results. `RUNCTL_METRICS_PURE_PYTHON=1`
+turns the extension off.
 """
 
 from __future__ import annotations
