@@ -358,3 +358,41 @@ def test_feed_columns_gives_each_series_steps_and_values() -> None:
     assert values == [1.0, 0.5, 0.3333, 0.25, 0.2]
     assert columns["lr"] == ([1.0, 2.0, 3.0, 4.0, 5.0], [0.0003] * 5)
     assert parser.feed_columns(["step 5 | loss=0.2000 lr=3.0e-04"]) == {}  # a repeat
+
+
+def test_garbled_bar_counters_and_epochs_are_read_not_raised() -> None:
+    """A counter of a digit that float() refuses (`²`, which isdigit() passes) and an epoch
+    past the floats once raised out of feed and lost the batch; they are read as far as they
+    can be: no step from `²/100`, the bar's own count where the epoch cannot be used."""
+    parser = LineMetricsParser()
+    got = parser.feed_columns(
+        [
+            "\rEpoch 3:  50%|█ | ²/100 [00:01<00:01, 4.2it/s, loss=0.5]",
+            "\r²/8 ━━ 0s 4ms/step - loss: 0.28",
+            f"\rEpoch {'9' * 320}/2 ━━━━━━━━━━ 3/5 0:00:01 • 0:00:02 4.20it/s train_loss: 1.410",
+            "Epoch " + "7" * 400 + "/10",
+            "\r4/8 ━━━━ 0s 4ms/step - loss: 0.5",
+        ]
+    )
+    assert got == {"loss": ([1.0, 4.0], [0.28, 0.5]), "train_loss": ([3.0], [1.41])}
+
+
+def test_a_batch_that_raises_leaves_no_line_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines of a known shape wait in their shape's bucket until the batch ends; if the batch
+    raises, the bucket must be emptied, or every later line of that shape is lost."""
+    parser = LineMetricsParser()
+    assert parser.feed_columns(["step 1 loss=0.5"]) == {"loss": ([1.0], [0.5])}
+    real_line = LineMetricsParser._line
+
+    def failing(self: LineMetricsParser, line: str, out: Any) -> None:
+        if "boom" in line:
+            raise RuntimeError("boom")
+        real_line(self, line, out)
+
+    monkeypatch.setattr(LineMetricsParser, "_line", failing)
+    with pytest.raises(RuntimeError):
+        parser.feed_columns(["step 2 loss=0.6", "boom 1", "step 3 loss=0.7"])
+    monkeypatch.setattr(LineMetricsParser, "_line", real_line)
+    assert parser.feed_columns(["step 4 loss=0.8", "step 5 loss=0.9"]) == {
+        "loss": ([4.0, 5.0], [0.8, 0.9])
+    }

@@ -719,12 +719,17 @@ done:
     return rc;
 }
 
-/* `epoch * total + step` as `_bar` computes it with a Python int epoch (None: `step`). */
+/* `epoch * total + step` as `_bar` computes it with a Python int epoch (None, or an epoch past
+ * the floats: `step`). */
 static int bar_step(PyObject *epoch, double total, double step, double *out) {
     *out = step;
     if (epoch == Py_None || Py_IS_NAN(total) || total == 0.0) return 0;
-    double epochs = PyLong_AsDouble(epoch); /* OverflowError alike past the floats */
-    if (epochs == -1.0 && PyErr_Occurred()) return -1;
+    double epochs = PyLong_AsDouble(epoch);
+    if (epochs == -1.0 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return -1;
+        PyErr_Clear(); /* an epoch past the floats (a garbled header): the bar's own count */
+        return 0;
+    }
     *out = epochs * total + step;
     return 0;
 }

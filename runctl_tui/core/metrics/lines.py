@@ -291,23 +291,35 @@ class LineMetricsParser:
         while batch := list(islice(remaining, _BATCH)):
             pending: dict[str, list[_Chunk]] = {}
             loose: dict[str, _Chunk] = {}
-            if self._extra:
-                for index, line in enumerate(batch):
-                    self._key = index << _KEY_BITS
-                    self._line(line, loose)
-            else:
-                self._batch(batch, pending, loose)
+            touched: list[_Bucket] = []
+            try:
+                if self._extra:
+                    for index, line in enumerate(batch):
+                        self._key = index << _KEY_BITS
+                        self._line(line, loose)
+                else:
+                    self._batch(batch, pending, loose, touched)
+            except BaseException:
+                # No line of a failed batch may stay in a bucket: the next batch would never
+                # read that bucket again (it reads the buckets that its own lines fill first).
+                for bucket in touched:
+                    bucket.clear()
+                raise
             _add_chunks(pending, loose.items())
             self._settle(pending, out)
         return out
 
     def _batch(
-        self, lines: list[str], pending: dict[str, list[_Chunk]], loose: dict[str, _Chunk]
+        self,
+        lines: list[str],
+        pending: dict[str, list[_Chunk]],
+        loose: dict[str, _Chunk],
+        touched: list[_Bucket],
     ) -> None:
         """Sort a bounded number of lines into shape groups (parsed a column at a time) and
-        the rest (parsed line by line into `loose`)."""
+        the rest (parsed line by line into `loose`); `touched` gets each bucket filled."""
         if self._fast is not None:
-            self._scan(self._fast, lines, pending, loose)
+            self._scan(self._fast, lines, pending, loose, touched)
             return
         line_path = self._line
         # The shapes of all lines at once: one join, encode, translate and split in C for
@@ -320,7 +332,6 @@ class LineMetricsParser:
                 self._key = index << _KEY_BITS
                 line_path(line, loose)
             return
-        touched: list[_Bucket] = []
         previous = self._prev_kind
         unknown = _UNKNOWN
         # A shape in `_clean` holds no `\r`, ANSI code or progress-bar marker, so neither
@@ -347,10 +358,10 @@ class LineMetricsParser:
         lines: list[str],
         pending: dict[str, list[_Chunk]],
         loose: dict[str, _Chunk],
+        touched: list[_Bucket],
     ) -> None:
         """`_batch` with its loop in C: `fast.scan` sorts lines into their shapes' buckets and
-        reads the lines of tqdm redraws until a line needs the general route, read here."""
-        touched: list[_Bucket] = []
+        reads lines of progress-bar redraws until a line needs the general route, read here."""
         size = len(lines)
         index = 0
         while index < size:
@@ -789,7 +800,10 @@ class LineMetricsParser:
         colon: bool,
     ) -> None:
         if epoch is not None and total:
-            step = epoch * total + step
+            try:
+                step = epoch * total + step
+            except OverflowError:
+                pass  # an epoch past the floats (a garbled header): the bar's own count
         pairs: list[tuple[str, str]] = []
         if colon:  # `loss: 0.5 - val_loss: 0.6` (Keras) or `v_num: 0 train_loss: 1.4` (rich)
             tokens = tail.replace(" - ", " ").split()
@@ -878,13 +892,17 @@ class LineMetricsParser:
         else:
             done = counter[:-2] if counter.endswith("it") else counter
             total = ""
-        if not done.isdigit():
+        # isdecimal, not isdigit: `²` is a digit that float() refuses.
+        if not done.isdecimal():
             return None
         step = float(done)
-        if total.isdigit() and "poch" in head:
+        if total.isdecimal() and "poch" in head:
             bar = head.find("|")
             match = _EPOCH_IN_DESC.search(head[: bar if bar >= 0 else len(head)])
-            step += (int(match.group(1)) if match else 0) * float(total)
+            try:
+                step += (int(match.group(1)) if match else 0) * float(total)
+            except OverflowError:
+                pass  # an epoch past the floats (a garbled description): the bar's own count
         return step
 
     def _rich(self, s: str, out: dict[str, _Chunk]) -> None:
@@ -911,7 +929,7 @@ class LineMetricsParser:
             return
         counter = s.split(None, 1)[0] if s.strip() else ""
         done, slash, total = counter.partition("/")
-        if not slash or not done.isdigit():
+        if not slash or not done.isdecimal():
             self._tokens(s, out, dict_mode=False)
             return
         self._bar_tail["keras"] = tail
@@ -921,7 +939,7 @@ class LineMetricsParser:
             "keras",
             tail,
             float(done),
-            float(total) if total.isdigit() else None,
+            float(total) if total.isdecimal() else None,
             epoch,
             out,
             colon=True,
