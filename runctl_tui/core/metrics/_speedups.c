@@ -368,6 +368,16 @@ static PyObject *bar_value(PyObject *raw) {
     return value;
 }
 
+/* A postfix value as a record of `name` at `step` when it holds a number (see `bar_value`).
+ * 0, or -1 on an error. */
+static int bar_point(PyObject *out, PyObject *name, PyObject *raw, PyObject *step, long long *key) {
+    PyObject *value = bar_value(raw);
+    if (value == NULL) return PyErr_Occurred() ? -1 : 0;
+    int rc = emit(out, name, (*key)++, step, value);
+    Py_DECREF(value);
+    return rc;
+}
+
 /* `_valid_key(name)`: 1, 0, or -1 on an error. */
 static int valid_key(PyObject *name) {
     if (PyUnicode_IsIdentifier(name)) return 1;
@@ -393,6 +403,32 @@ static int ascii_digits(int kind, const void *data, Py_ssize_t b, Py_ssize_t e, 
     if (e - b > 15) return -1;
     *out = (double)value; /* below 10**15 < 2**53: exact */
     return 1;
+}
+
+/* Where `_EPOCH_IN_DESC` (`[Ee]poch[ _:=]*(\d+)`) finds its digits in s[b:e]: 1 with them in
+ * s[*first:*last] (ASCII), 0 when it finds none, -1 when `\d` may take a non-ASCII digit
+ * there (Python reads those). */
+static int epoch_span(PyObject *s, Py_ssize_t b, Py_ssize_t e, Py_ssize_t *first,
+                      Py_ssize_t *last) {
+    const int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    for (Py_ssize_t hit = b + 1; hit + 4 <= e; hit++) {
+        if (AT(hit) != 'p' || AT(hit + 1) != 'o' || AT(hit + 2) != 'c' || AT(hit + 3) != 'h')
+            continue;
+        if (AT(hit - 1) != 'E' && AT(hit - 1) != 'e') continue;
+        Py_ssize_t j = hit + 4;
+        while (j < e && (AT(j) == ' ' || AT(j) == '_' || AT(j) == ':' || AT(j) == '=')) j++;
+        if (j >= e) continue;
+        if (AT(j) >= 0x80) return -1;
+        if (AT(j) < '0' || AT(j) > '9') continue;
+        Py_ssize_t k = j;
+        while (k < e && AT(k) >= '0' && AT(k) <= '9') k++;
+        if (k < e && AT(k) >= 0x80) return -1;
+        *first = j;
+        *last = k;
+        return 1;
+    }
+    return 0;
 }
 
 /* `LineMetricsParser._tqdm_step` for the head s[b:e]: 1 with *out set, 0 for None, -1 when the
@@ -428,24 +464,9 @@ static int tqdm_step(PyObject *s, Py_ssize_t b, Py_ssize_t e, double *out) {
         Py_ssize_t limit = b;
         while (limit < e && AT(limit) != '|') limit++;
         double epoch = 0;
-        for (Py_ssize_t hit = b + 1; hit + 4 <= limit; hit++) {
-            if (AT(hit) != 'p' || AT(hit + 1) != 'o' || AT(hit + 2) != 'c' || AT(hit + 3) != 'h')
-                continue;
-            Py_UCS4 first = AT(hit - 1);
-            if (first != 'E' && first != 'e') continue;
-            Py_ssize_t j = hit + 4;
-            while (j < limit && (AT(j) == ' ' || AT(j) == '_' || AT(j) == ':' || AT(j) == '='))
-                j++;
-            if (j >= limit) continue;
-            Py_UCS4 c = AT(j);
-            if (c >= 0x80) return -1; /* `\d` may take it */
-            if (c < '0' || c > '9') continue;
-            Py_ssize_t k = j;
-            while (k < limit && AT(k) >= '0' && AT(k) <= '9') k++;
-            if (k < limit && AT(k) >= 0x80) return -1;
-            if (ascii_digits(kind, data, j, k, &epoch) != 1) return -1;
-            break;
-        }
+        Py_ssize_t first, last;
+        int found = epoch_span(s, b, limit, &first, &last);
+        if (found < 0 || (found && ascii_digits(kind, data, first, last, &epoch) != 1)) return -1;
         step += epoch * total;
     }
     *out = step;
@@ -537,16 +558,7 @@ static int tqdm_redraw(Bars *st, PyObject *line, Py_ssize_t b, Py_ssize_t start,
                 if (usable == 0) usable = valid_key(name);
                 else if (usable == 1) usable = 0;
                 if (usable < 0) rc = -1;
-                if (usable == 1) {
-                    PyObject *value = bar_value(raw);
-                    if (value != NULL) {
-                        if (emit(out, name, *key, step, value) < 0) rc = -1;
-                        (*key)++;
-                        Py_DECREF(value);
-                    } else if (PyErr_Occurred()) {
-                        rc = -1;
-                    }
-                }
+                if (usable == 1 && bar_point(out, name, raw, step, key) < 0) rc = -1;
             }
             Py_DECREF(name);
             Py_DECREF(raw);
@@ -697,16 +709,7 @@ static int colon_bar(Bars *st, PyObject *kind, PyObject *tail, double value_step
             skip = valid < 0 ? -1 : !valid;
         }
         if (skip == 0 && PyDict_SetItem(shown, name, raw) < 0) skip = -1;
-        if (skip == 0) {
-            PyObject *value = bar_value(raw);
-            if (value != NULL) {
-                if (emit(out, name, *key, step, value) < 0) skip = -1;
-                (*key)++;
-                Py_DECREF(value);
-            } else if (PyErr_Occurred()) {
-                skip = -1;
-            }
-        }
+        if (skip == 0 && bar_point(out, name, raw, step, key) < 0) skip = -1;
         Py_DECREF(name);
         if (skip < 0) goto done;
     }
@@ -829,29 +832,14 @@ static int rich_counter(PyObject *s, Py_ssize_t b, Py_ssize_t rate, Py_ssize_t *
 /* `_EPOCH_IN_DESC.search(s[b:e])` read as an int: 1 with *epoch (a new int), 0 when there is
  * none, -1 on an error or when only Python reads it alike (non-ASCII digits). */
 static int epoch_in(PyObject *s, Py_ssize_t b, Py_ssize_t e, PyObject **epoch) {
-    const int kind = PyUnicode_KIND(s);
-    const void *data = PyUnicode_DATA(s);
-#define AT(j) PyUnicode_READ(kind, data, (j))
-    for (Py_ssize_t hit = b + 1; hit + 4 <= e; hit++) {
-        if (AT(hit) != 'p' || AT(hit + 1) != 'o' || AT(hit + 2) != 'c' || AT(hit + 3) != 'h')
-            continue;
-        if (AT(hit - 1) != 'E' && AT(hit - 1) != 'e') continue;
-        Py_ssize_t j = hit + 4;
-        while (j < e && (AT(j) == ' ' || AT(j) == '_' || AT(j) == ':' || AT(j) == '=')) j++;
-        if (j >= e) continue;
-        if (AT(j) >= 0x80) return -1;
-        if (AT(j) < '0' || AT(j) > '9') continue;
-        Py_ssize_t k = j;
-        while (k < e && AT(k) >= '0' && AT(k) <= '9') k++;
-        if (k < e && AT(k) >= 0x80) return -1;
-        PyObject *text = PyUnicode_Substring(s, j, k);
-        if (text == NULL) return -1;
-        *epoch = PyLong_FromUnicodeObject(text, 10);
-        Py_DECREF(text);
-        return *epoch == NULL ? -1 : 1;
-    }
-    return 0;
-#undef AT
+    Py_ssize_t first, last;
+    int found = epoch_span(s, b, e, &first, &last);
+    if (found <= 0) return found;
+    PyObject *text = PyUnicode_Substring(s, first, last);
+    if (text == NULL) return -1;
+    *epoch = PyLong_FromUnicodeObject(text, 10);
+    Py_DECREF(text);
+    return *epoch == NULL ? -1 : 1;
 }
 
 /* A rich bar's part, read before anything changes (see `rich_redraw`). */
