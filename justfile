@@ -41,6 +41,10 @@ demo-cloud port="8765" aws_port="8766":
 build:
     {{python}} -m pip wheel --no-deps -w dist .
 
+# Rebuild the metrics parser's C extension in place after editing _speedups.c.
+ext:
+    {{python}} -m pip install -q --no-deps -e .
+
 # Train the bundled example in the foreground (extra arguments go to the script).
 train-local *ARGS:
     {{venv}}/bin/runctl local runctl_tui/examples/train_demo.py {{ARGS}}
