@@ -298,7 +298,9 @@ class LineMetricsParser:
                         self._key = index << _KEY_BITS
                         self._line(line, loose)
                 else:
-                    self._batch(batch, pending, loose, touched)
+                    self._batch(batch, loose, touched)
+                    for bucket in touched:
+                        self._group(bucket, batch, pending)
             except BaseException:
                 # No line of a failed batch may stay in a bucket: the next batch would never
                 # read that bucket again (it reads the buckets that its own lines fill first).
@@ -312,14 +314,14 @@ class LineMetricsParser:
     def _batch(
         self,
         lines: list[str],
-        pending: dict[str, list[_Chunk]],
         loose: dict[str, _Chunk],
         touched: list[_Bucket],
     ) -> None:
-        """Sort a bounded number of lines into shape groups (parsed a column at a time) and
-        the rest (parsed line by line into `loose`); `touched` gets each bucket filled."""
+        """Sort a bounded number of lines into shape groups (their buckets, each added to
+        `touched` as it gets its first line, are read a column at a time after this) and the
+        rest (parsed line by line into `loose`)."""
         if self._fast is not None:
-            self._scan(self._fast, lines, pending, loose, touched)
+            self._scan(self._fast, lines, loose, touched)
             return
         line_path = self._line
         # The shapes of all lines at once: one join, encode, translate and split in C for
@@ -349,14 +351,11 @@ class LineMetricsParser:
             self._key = index << _KEY_BITS
             line_path(lines[index], loose)
             previous = self._prev_kind
-        for bucket in touched:
-            self._group(bucket, lines, pending)
 
     def _scan(
         self,
         fast: ModuleType,
         lines: list[str],
-        pending: dict[str, list[_Chunk]],
         loose: dict[str, _Chunk],
         touched: list[_Bucket],
     ) -> None:
@@ -374,12 +373,10 @@ class LineMetricsParser:
             self._key = index << _KEY_BITS
             self._line(lines[index], loose)
             index += 1
-        for bucket in touched:
-            self._group(bucket, lines, pending)
 
     def _group(self, bucket: _Bucket, lines: list[str], pending: dict[str, list[_Chunk]]) -> None:
-        """Parse the lines of one shape a column at a time: one regex pass over all of them
-        and `float` mapped over each value's column, all in C."""
+        """Parse the lines of one shape a column at a time: one pass over all of them (the C
+        loops' template, or the regex) and `float` over each value's column."""
         plan = bucket.plan
         indices = bucket[:]
         bucket.clear()
@@ -438,13 +435,10 @@ class LineMetricsParser:
         columns = [(name, values[at]) for name, at in plan.metrics]
         if plan.epoch_at >= 0 and plan.step_at >= 0:
             columns.append(("epoch", values[plan.epoch_at]))
-        for place, (name, column) in enumerate(columns):
-            chunk = (keys, steps, column, place)
-            known = pending.get(name)
-            if known is None:
-                pending[name] = [chunk]
-            else:
-                known.append(chunk)
+        _add_chunks(
+            pending,
+            ((name, (keys, steps, column, place)) for place, (name, column) in enumerate(columns)),
+        )
 
     def _settle(self, pending: dict[str, list[_Chunk]], out: dict[str, Columns]) -> None:
         """Put each series' chunks in line order and apply the per-series rules: a step
